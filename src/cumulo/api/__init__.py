@@ -1,0 +1,1 @@
+"""cumulo.api — see ../../../docs/architecture.md and DESIGN.md."""

@@ -1,0 +1,1 @@
+"""The ``cumulo`` command. The only package that calls ``sys.exit``."""

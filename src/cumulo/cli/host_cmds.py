@@ -1,0 +1,7 @@
+"""`cumulo` commands for the host layer (filled in by the issue that builds it)."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

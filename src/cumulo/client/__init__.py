@@ -1,0 +1,1 @@
+"""cumulo.client — see ../../../docs/architecture.md and DESIGN.md."""

@@ -1,0 +1,1 @@
+"""cumulo.controller — see ../../../docs/architecture.md and DESIGN.md."""

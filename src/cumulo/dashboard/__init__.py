@@ -1,0 +1,1 @@
+"""cumulo.dashboard — see ../../../docs/architecture.md and DESIGN.md."""

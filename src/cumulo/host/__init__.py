@@ -1,0 +1,1 @@
+"""cumulo.host — see ../../../docs/architecture.md and DESIGN.md."""

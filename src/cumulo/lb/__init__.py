@@ -1,0 +1,1 @@
+"""cumulo.lb — see ../../../docs/architecture.md and DESIGN.md."""

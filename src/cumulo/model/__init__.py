@@ -1,0 +1,1 @@
+"""cumulo.model — see ../../../docs/architecture.md and DESIGN.md."""

@@ -1,0 +1,1 @@
+"""cumulo.package — see ../../../docs/architecture.md and DESIGN.md."""

@@ -1,0 +1,1 @@
+"""cumulo.sdk — see ../../../docs/architecture.md and DESIGN.md."""

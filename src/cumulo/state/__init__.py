@@ -1,0 +1,1 @@
+"""cumulo.state — see ../../../docs/architecture.md and DESIGN.md."""

@@ -1,0 +1,1 @@
+"""cumulo.storage — see ../../../docs/architecture.md and DESIGN.md."""
