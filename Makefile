@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## run: the main job — validate and package the bundled example (the guestbook on the platform comes with the controller)
+## run: the main job. Until the controller lands it validates and packages the guestbook example;
+## then it becomes `cumulo run examples/guestbook` (the embedded platform).
 run: $(STAMP)
-	$(BIN)/cumulo run examples/guestbook
+	$(BIN)/cumulo validate examples/guestbook
+	@mkdir -p .data
+	$(BIN)/cumulo package examples/guestbook -o .data/guestbook.cspkg
 
 ## test: lint, type-check and the whole test suite
 test: $(STAMP) lint typecheck pytest
