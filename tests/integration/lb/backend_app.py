@@ -1,0 +1,52 @@
+"""A tiny HTTP/1.1 backend for the load balancer tests: answers every request with its name.
+
+Run as a process: ``python backend_app.py NAME`` prints ``PORT`` on stdout once it listens on
+127.0.0.1 (port 0). ``GET /health`` answers 200, or 503 while the file named by
+``--sick-file`` exists (for custom-probe tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+
+class Http(asyncio.Protocol):
+    def __init__(self, name: bytes, sick_file: str | None) -> None:
+        self.name = name
+        self.sick_file = sick_file
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while b"\r\n\r\n" in self.buf:
+            head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+            path = head.split(b" ", 2)[1] if b" " in head else b"/"
+            status, body = b"200 OK", self.name
+            if path == b"/health" and self.sick_file and os.path.exists(self.sick_file):
+                status, body = b"503 Service Unavailable", b"sick"
+            self.transport.write(  # type: ignore[attr-defined]
+                b"HTTP/1.1 "
+                + status
+                + b"\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\nContent-Type: text/plain\r\n\r\n"
+                + body
+            )
+
+
+async def main() -> None:
+    name = sys.argv[1].encode()
+    sick = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--sick-file" else None
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: Http(name, sick), "127.0.0.1", 0, backlog=1024)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
