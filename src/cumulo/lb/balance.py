@@ -27,6 +27,7 @@ from typing import NamedTuple
 from cumulo.lb.routes import Backend, Endpoint
 
 BackendKey = tuple[str, str, int]
+DISTRIBUTIONS_HASHED = ("fiveTuple", "sourceIP", "sourceIPProtocol")
 
 
 class Flow(NamedTuple):

@@ -209,6 +209,7 @@ class LoadBalancer:
         self.endpoint_stats: dict[tuple[str, str], Stats] = {}
         self.probe_states: dict[tuple[Any, ...], ProbeState] = {}
         self.probe_tasks: dict[tuple[Any, ...], asyncio.Task[None]] = {}
+        self.probe_seen_up: dict[tuple[Any, ...], bool] = {}
         self.drain = DrainBook()
         self.in_rotation: set[balance.BackendKey] = set()
         self.conns: set[ClientConn] = set()
@@ -330,8 +331,7 @@ class LoadBalancer:
         )
 
     def _probe_up(self, probe: Probe, backend: Backend) -> bool:
-        state = self.probe_states.get(self._probe_key(probe, backend))
-        return state is not None and state.is_up(self.clock.monotonic(), probe.timeout)
+        return self.probe_seen_up.get(self._probe_key(probe, backend), False)
 
     def _backend_runtime(self, backend: Backend) -> BackendRuntime:
         rt = self.backends.get(backend.key)
@@ -430,6 +430,7 @@ class LoadBalancer:
         for key in [k for k in self.probe_tasks if k not in wanted]:
             self.probe_tasks.pop(key).cancel()
             self.probe_states.pop(key, None)
+            self.probe_seen_up.pop(key, None)
         for key, (probe, backend) in wanted.items():
             if key not in self.probe_tasks:
                 self.probe_tasks[key] = loop.create_task(self._probe_loop(key, probe, backend))
@@ -443,7 +444,8 @@ class LoadBalancer:
             before = self.probe_states.get(key, ProbeState())
             after = before.record(ok, now)
             self.probe_states[key] = after
-            was, up = before.is_up(now, probe.timeout), after.is_up(now, probe.timeout)
+            was, up = self.probe_seen_up.get(key, False), after.is_up(now, probe.timeout)
+            self.probe_seen_up[key] = up
             if was != up:
                 self.log.info(
                     "lb.probe.up" if up else "lb.probe.down",
