@@ -83,6 +83,13 @@ def test_the_shared_cache_is_reachable_and_pytest_tmp_is_not(
     private.mkdir()
     with pytest.raises(roleenv.RoleDependenciesError, match="not reachable by unprivileged"):
         roleenv.check_shared_access(private)
+    # An interpreter under a directory only root may enter (like a pyenv under /root) is refused.
+    hidden = tmp_path / "python3"
+    hidden.symlink_to("/usr/bin/python3")
+    with pytest.raises(roleenv.RoleDependenciesError) as caught:
+        roleenv.check_shared_access(shared_cache, roleenv.BuildOptions(python=str(hidden)))
+    assert "The role interpreter" in caught.value.message
+    assert "CUMULO_ROLE_PYTHON" in caught.value.message
 
 
 _ENSURE_IN_A_PROCESS = textwrap.dedent(
@@ -302,3 +309,17 @@ def test_retries_back_off_then_give_up_with_the_real_error(
     assert clock.slept == [2.0, 6.0]
     assert [s.failures for s in seen] == [1, 2, 3] and seen[-1].gave_up
     assert [r.outcome for r in roleenv.read_build_log(fresh_cache)] == ["failed"] * 3
+
+
+def test_prune_removes_environments_no_deployment_uses(
+    tmp_path: Path, fresh_cache: Path, offline: roleenv.BuildOptions, make_role: MakeRole
+) -> None:
+    old = make_role(tmp_path / "v1", "Role", {"requirements.txt": "cumulo-greeting==1.0\n"})
+    new = make_role(tmp_path / "v2", "Role", {"requirements.txt": "cumulo-greeting==2.0\n"})
+    (env_old,) = roleenv.ensure(old, fresh_cache, offline)
+    (env_new,) = roleenv.ensure(new, fresh_cache, offline)
+    assert roleenv.prune(fresh_cache, keep={env_new.digest}) == [env_old.digest]
+    assert not env_old.path.exists()
+    assert roleenv.lookup(old, fresh_cache, offline) is None
+    assert roleenv.lookup(new, fresh_cache, offline) is not None
+    assert roleenv.prune(fresh_cache, keep={env_new.digest}) == []

@@ -27,7 +27,8 @@ The API the host agent calls (all blocking; use ``asyncio.to_thread`` or ``ensur
 
     roleenv.plan(role_dir, options)    # digests only (compare old and new deployment)
     roleenv.lookup(role_dir, cache_root, options)   # built environments, or None
-    roleenv.check_shared_access(cache_root)   # raise unless unprivileged users can reach it
+    roleenv.check_shared_access(cache_root, options)  # raise unless limited roles can use it
+    roleenv.prune(cache_root, keep=digests_in_use)    # remove environments nobody uses
     roleenv.build_count(cache_root) / roleenv.read_build_log(cache_root)
 
 Errors: ``RoleDependenciesError`` (InputError: the role's files; not retried),
@@ -54,6 +55,7 @@ from cumulo.host.roleenv.builder import (
     ensure_retrying,
     lookup,
     plan,
+    prune,
     read_build_log,
 )
 from cumulo.host.roleenv.detect import RoleRequirements, detect
@@ -91,6 +93,7 @@ __all__ = [
     "link_into_approot",
     "lookup",
     "plan",
+    "prune",
     "read_build_log",
     "resolve_role_python",
 ]

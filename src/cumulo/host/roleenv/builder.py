@@ -27,8 +27,8 @@ import shutil
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from cumulo.host.roleenv.detect import (
 )
 from cumulo.host.roleenv.digest import NodeToolchain, PythonToolchain, node_digest, python_digest
 from cumulo.host.roleenv.errors import EnvironmentBuildError, RoleDependenciesError
-from cumulo.host.roleenv.layout import MARKER, CacheLayout, is_attempt_of
+from cumulo.host.roleenv.layout import KINDS, MARKER, CacheLayout, is_attempt_of
 from cumulo.host.roleenv.options import BuildOptions
 from cumulo.host.roleenv.retry import RetryPolicy, RetryState
 from cumulo.host.roleenv.toolchain import (
@@ -249,24 +249,73 @@ def build_count(
     )
 
 
-def check_shared_access(cache_root: str | Path) -> None:
-    """Raise ``RoleDependenciesError`` unless unprivileged users can reach ``cache_root``: it
-    and every directory above it must be searchable (x) by others. The host agent calls this
-    before it runs a ``limited`` role."""
-    path = Path(cache_root).resolve()
-    for directory in (path, *path.parents):
+def _unreachable(path: Path, what: str) -> str | None:
+    """Why unprivileged users cannot reach ``path`` (None when they can)."""
+    for directory in (path, *path.parents) if path.is_dir() else path.parents:
         try:
             mode = os.stat(directory).st_mode
         except OSError as exc:
-            raise RoleDependenciesError(
-                f"{directory}: cannot be examined ({exc.strerror})."
-            ) from None
+            return f"{what} {path}: {directory} cannot be examined ({exc.strerror})."
         if not mode & stat.S_IXOTH:
-            raise RoleDependenciesError(
-                f"The environment cache {path} is not reachable by unprivileged users: "
-                f"{directory} has mode {stat.S_IMODE(mode):04o} (others may not enter it). "
-                "Put the cache outside such directories (e.g. under /var/lib/cumulo)."
+            return (
+                f"{what} {path} is not reachable by unprivileged users: {directory} has mode "
+                f"{stat.S_IMODE(mode):04o} (others may not enter it)."
             )
+    return None
+
+
+def check_shared_access(cache_root: str | Path, options: BuildOptions | None = None) -> None:
+    """Raise ``RoleDependenciesError`` unless the unprivileged users of ``limited`` roles can
+    use what ``ensure`` builds: the cache root and every directory above it must be searchable
+    (x) by others, and so must the role interpreter (a venv's ``bin/python`` links to it). The
+    host agent calls this before it runs a ``limited`` role."""
+    problems = []
+    cache_problem = _unreachable(Path(cache_root).absolute(), "The environment cache")
+    if cache_problem:
+        problems.append(
+            cache_problem + " Put the cache outside such directories (e.g. /var/lib/cumulo)."
+        )
+    interpreter = Path(resolve_role_python((options or BuildOptions()).python)).absolute()
+    real = interpreter.resolve()
+    # Both the path venvs link to and the file it finally names must be reachable.
+    python_problem = _unreachable(interpreter, "The role interpreter") or _unreachable(
+        real, "The role interpreter"
+    )
+    if python_problem is None and real.exists() and not os.stat(real).st_mode & stat.S_IXOTH:
+        python_problem = f"The role interpreter {real} is not executable by others."
+    if python_problem:
+        problems.append(
+            python_problem + " Set CUMULO_ROLE_PYTHON to a Python such as /usr/bin/python3."
+        )
+    if problems:
+        raise RoleDependenciesError(" ".join(problems))
+
+
+def prune(cache_root: str | Path, keep: Iterable[str]) -> list[str]:
+    """Remove every published environment whose digest is not in ``keep`` (the digests some
+    deployment still uses), each under its lock; returns the removed digests. The caller must
+    not prune an environment a running instance uses."""
+    layout = CacheLayout(Path(cache_root).absolute())
+    wanted = set(keep)
+    removed: list[str] = []
+    log = get_logger()
+    for kind in KINDS:
+        kind_dir = layout.kind_dir(kind)
+        if not kind_dir.is_dir():
+            continue
+        for entry in sorted(kind_dir.iterdir()):
+            digest = entry.name
+            if digest.startswith(".") or not entry.is_symlink() or digest in wanted:
+                continue
+            with _locked(layout.lock(kind, digest), log):
+                if entry.is_symlink():
+                    target = entry.resolve()
+                    entry.unlink()
+                    _remove(target)
+                    _sweep_attempts(layout, kind, digest)
+                    removed.append(digest)
+                    log.info("roleenv.pruned", kind=kind, digest=digest)
+    return removed
 
 
 # ------------------------------------------------------------------------------------------
@@ -416,11 +465,12 @@ def _publish(layout: CacheLayout, kind: str, digest: str, nonce: str, target: Pa
     staging = layout.staging_link(kind, digest, nonce)
     os.symlink(target.name, staging)
     os.replace(staging, layout.entry(kind, digest))
-    dir_fd = os.open(layout.kind_dir(kind), os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    with contextlib.suppress(OSError):  # durability only: the rename itself has happened
+        dir_fd = os.open(layout.kind_dir(kind), os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 def _ensure_planned(
@@ -574,7 +624,7 @@ def ensure_package(
     for name in sorted(roles):
         opts = (role_options or {}).get(name, base)
         if opts.role is None:
-            opts = BuildOptions(**{**opts.__dict__, "role": name})
+            opts = replace(opts, role=name)
         try:
             built[name] = ensure(roles[name], cache_root, opts)
         except CumuloError as exc:
