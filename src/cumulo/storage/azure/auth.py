@@ -176,6 +176,8 @@ class Need:
     blob: str | None = None
     queue: str | None = None
     table: str | None = None
+    anonymous: bool = False
+    """True when the resource is publicly readable (a blob container's public access level)."""
 
 
 def _denied(code: str, message: str, status: int = 403) -> StorageError:
@@ -377,6 +379,8 @@ def authenticate(
             check_account_sas(q, account, service, need, moment, req.peer)
         else:
             check_service_sas(q, account, service, need, moment, req.peer)
+        return
+    if need.anonymous:
         return
     raise StorageError(
         403,
