@@ -25,6 +25,8 @@ The API the host agent calls (all blocking; use ``asyncio.to_thread`` or ``ensur
                                          policy=roleenv.RetryPolicy(), clock=clock,
                                          on_failure=lambda err, state: ...)
 
+    roleenv.options_from_settings({"pip.find_links": "/srv/wheels", "pip.no_index": "true"})
+    roleenv.options_from_environ()     # CUMULO_PIP_INDEX_URL, CUMULO_NPM_REGISTRY, ...
     roleenv.plan(role_dir, options)    # digests only (compare old and new deployment)
     roleenv.lookup(role_dir, cache_root, options)   # built environments, or None
     roleenv.check_shared_access(cache_root, options)  # raise unless limited roles can use it
@@ -65,7 +67,13 @@ from cumulo.host.roleenv.errors import (
     RoleInterpreterError,
 )
 from cumulo.host.roleenv.instance import instance_variables, link_into_approot
-from cumulo.host.roleenv.options import BuildOptions, NpmOptions, PipOptions
+from cumulo.host.roleenv.options import (
+    BuildOptions,
+    NpmOptions,
+    PipOptions,
+    options_from_environ,
+    options_from_settings,
+)
 from cumulo.host.roleenv.retry import RetryPolicy, RetryState
 from cumulo.host.roleenv.toolchain import resolve_role_python
 
@@ -92,6 +100,8 @@ __all__ = [
     "instance_variables",
     "link_into_approot",
     "lookup",
+    "options_from_environ",
+    "options_from_settings",
     "plan",
     "prune",
     "read_build_log",

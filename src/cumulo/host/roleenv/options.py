@@ -10,8 +10,11 @@ package) are not.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from cumulo.host.roleenv.errors import RoleDependenciesError
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,6 @@ class NpmOptions:
         return args
 
 
-def default_role_python() -> str | None:
-    """``$CUMULO_ROLE_PYTHON`` if set, else None (the resolver then tries the system python)."""
-    return os.environ.get("CUMULO_ROLE_PYTHON") or None
-
-
 @dataclass(frozen=True)
 class BuildOptions:
     """Everything ``ensure`` needs besides the role folder and the cache root."""
@@ -129,3 +127,91 @@ class BuildOptions:
 
     role: str | None = None
     """The role's name, used in logs and errors. None: the role folder's name."""
+
+
+# ------------------------------------------------------------------------------------------
+# From text settings: a deployment's settings or the host's environment variables.
+
+SETTINGS: dict[str, str] = {
+    "pip.index_url": "CUMULO_PIP_INDEX_URL",
+    "pip.extra_index_urls": "CUMULO_PIP_EXTRA_INDEX_URLS",
+    "pip.find_links": "CUMULO_PIP_FIND_LINKS",
+    "pip.no_index": "CUMULO_PIP_NO_INDEX",
+    "npm.registry": "CUMULO_NPM_REGISTRY",
+    "npm.offline": "CUMULO_NPM_OFFLINE",
+    "npm.cache_dir": "CUMULO_NPM_CACHE",
+    "npm.include_dev": "CUMULO_NPM_INCLUDE_DEV",
+    "npm.ignore_scripts": "CUMULO_NPM_IGNORE_SCRIPTS",
+    "python": "CUMULO_ROLE_PYTHON",
+    "timeout_seconds": "CUMULO_ROLE_ENV_TIMEOUT",
+}
+"""Setting name -> the environment variable a host reads it from."""
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _flag(name: str, value: str, where: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise RoleDependenciesError(f"{where}: setting '{name}' is {value!r}; use true or false.")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(p for p in (x.strip() for x in value.replace(",", " ").split()) if p)
+
+
+def options_from_settings(
+    values: Mapping[str, str], base: BuildOptions | None = None, *, where: str = "settings"
+) -> BuildOptions:
+    """``BuildOptions`` from text settings named as in ``SETTINGS`` (lists: comma- or
+    space-separated; flags: true/false). Unknown names and bad values raise
+    ``RoleDependenciesError`` naming ``where``, the setting and the value."""
+    opts = base or BuildOptions()
+    pip: dict[str, Any] = {}
+    npm: dict[str, Any] = {}
+    top: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in SETTINGS:
+            known = ", ".join(sorted(SETTINGS))
+            raise RoleDependenciesError(f"{where}: unknown setting '{name}' (known: {known}).")
+        if name in ("pip.no_index",):
+            pip["no_index"] = _flag(name, value, where)
+        elif name in ("pip.extra_index_urls", "pip.find_links"):
+            pip[name.split(".", 1)[1]] = _list(value)
+        elif name == "pip.index_url":
+            pip["index_url"] = value.strip() or None
+        elif name in ("npm.offline", "npm.include_dev", "npm.ignore_scripts"):
+            npm[name.split(".", 1)[1]] = _flag(name, value, where)
+        elif name in ("npm.registry", "npm.cache_dir"):
+            npm[name.split(".", 1)[1]] = value.strip() or None
+        elif name == "python":
+            top["python"] = value.strip() or None
+        else:
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1.0
+            if not seconds > 0:
+                raise RoleDependenciesError(
+                    f"{where}: setting '{name}' is {value!r}; use a number of seconds above 0."
+                )
+            top["timeout_seconds"] = seconds
+    return replace(
+        opts,
+        pip=replace(opts.pip, **pip),
+        npm=replace(opts.npm, **npm),
+        **top,
+    )
+
+
+def options_from_environ(
+    environ: Mapping[str, str] | None = None, base: BuildOptions | None = None
+) -> BuildOptions:
+    """``BuildOptions`` from the host's ``CUMULO_PIP_*``/``CUMULO_NPM_*`` variables."""
+    env = os.environ if environ is None else environ
+    values = {name: env[var] for name, var in SETTINGS.items() if var in env}
+    return options_from_settings(values, base, where="environment")
