@@ -20,13 +20,13 @@ XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"
 E = TypeVar("E", bound=StrEnum)
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str], cutoff: float = 0.6) -> str:
     """`` did you mean 'x'?`` for the closest choice, or an empty string."""
     options = list(choices)
     for option in options:
         if option.lower() == word.lower():
             return f" did you mean '{option}'?"
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=cutoff)
     return f" did you mean '{close[0]}'?" if close else ""
 
 

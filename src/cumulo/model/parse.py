@@ -81,6 +81,13 @@ IMPORT_MODULES = ("Diagnostics", "RemoteAccess", "RemoteForwarder")
 LB_DISTRIBUTIONS = ("sourceIP", "sourceIPProtocol", "none")
 
 
+def _label(tag: str, node: Node, of: str = "", attr: str = "name") -> str:
+    """``Tag 'name' of ...`` when the element has a name, else ``Tag of ...``."""
+    name = node.attrs.get(attr)
+    head = f"{tag} '{name}'" if name else tag
+    return f"{head} {of}".rstrip()
+
+
 def _root(reader: Reader, data: bytes, max_bytes: int, tag: str, namespace: str) -> Node | None:
     tree = parse_xml(data, reader.file, max_bytes)
     if isinstance(tree, Problem):
@@ -182,7 +189,7 @@ def _role(r: Reader, node: Node, kind: RoleKind) -> Role | None:
         for s in r.check(
             block, f"ConfigurationSettings {of}", children=("Setting",), repeatable=("Setting",)
         ).get("Setting", []):
-            sw = f"Setting {of}"
+            sw = _label("Setting", s, of)
             r.check(s, sw, attrs=("name",))
             sname = r.required(s, "name", sw)
             if sname is not None:
@@ -236,7 +243,7 @@ def _role(r: Reader, node: Node, kind: RoleKind) -> Role | None:
             block, f"LocalResources {of}", children=("LocalStorage",), repeatable=("LocalStorage",)
         ).get("LocalStorage", [])
     for ls in storage_nodes:
-        lw = f"LocalStorage {of}"
+        lw = _label("LocalStorage", ls, of)
         r.check(ls, lw, attrs=("name", "sizeInMB", "cleanOnRoleRecycle"))
         lname = r.required(ls, "name", lw)
         lw = f"LocalStorage '{lname}' {of}"
@@ -303,7 +310,7 @@ def _role(r: Reader, node: Node, kind: RoleKind) -> Role | None:
 
 
 def _certificate_decl(r: Reader, c: Node, of: str) -> CertificateDeclaration | None:
-    cw = f"Certificate {of}"
+    cw = _label("Certificate", c, of)
     r.check(c, cw, attrs=("name", "storeLocation", "storeName", "permissionLevel"))
     cname = r.required(c, "name", cw)
     cw = f"Certificate '{cname}' {of}"
@@ -316,7 +323,7 @@ def _certificate_decl(r: Reader, c: Node, of: str) -> CertificateDeclaration | N
 
 
 def _input_endpoint(r: Reader, e: Node, of: str) -> InputEndpoint | None:
-    w = f"InputEndpoint {of}"
+    w = _label("InputEndpoint", e, of)
     r.check(
         e,
         w,
@@ -383,7 +390,7 @@ def _port_range(r: Reader, node: Node, what: str) -> PortRange | None:
 
 
 def _internal_endpoint(r: Reader, e: Node, of: str) -> InternalEndpoint | None:
-    w = f"InternalEndpoint {of}"
+    w = _label("InternalEndpoint", e, of)
     kids = r.check(
         e, w, attrs=("name", "protocol", "port"), children=("FixedPort", "FixedPortRange")
     )
@@ -414,7 +421,7 @@ def _internal_endpoint(r: Reader, e: Node, of: str) -> InternalEndpoint | None:
 
 
 def _instance_input_endpoint(r: Reader, e: Node, of: str) -> InstanceInputEndpoint | None:
-    w = f"InstanceInputEndpoint {of}"
+    w = _label("InstanceInputEndpoint", e, of)
     kids = r.check(
         e, w, attrs=("name", "localPort", "protocol"), children=("AllocatePublicPortFrom",)
     )
@@ -451,7 +458,7 @@ def _environment(r: Reader, block: Node, of: str) -> list[EnvironmentVariable]:
     for v in r.check(
         block, f"Environment {of}", children=("Variable",), repeatable=("Variable",)
     ).get("Variable", []):
-        vw = f"Variable {of}"
+        vw = _label("Variable", v, of)
         vk = r.check(v, vw, attrs=("name", "value"), children=("RoleInstanceValue",))
         vname = r.required(v, "name", vw)
         vw = f"Variable '{vname}' {of}"
@@ -546,7 +553,7 @@ def _vdir(r: Reader, node: Node, w: str) -> VirtualDirectory | None:
 
 
 def _site(r: Reader, s: Node, of: str) -> Site | None:
-    w = f"Site {of}"
+    w = _label("Site", s, of)
     kids = r.check(
         s,
         w,
@@ -567,7 +574,7 @@ def _site(r: Reader, s: Node, of: str) -> Site | None:
         if not found:
             r.problem(block.line, f"Bindings of {w} is empty; add a <Binding>.")
         for b in found:
-            bw = f"Binding of {w}"
+            bw = _label("Binding", b, f"of {w}")
             r.check(b, bw, attrs=("name", "endpointName", "hostHeader"))
             bname = r.required(b, "name", bw)
             ep = r.required(b, "endpointName", f"Binding '{bname}' of {w}")
@@ -575,7 +582,7 @@ def _site(r: Reader, s: Node, of: str) -> Site | None:
                 bindings.append(Binding(bname, ep, b.attrs.get("hostHeader"), line=b.line))
     apps: list[VirtualApplication] = []
     for va in kids.get("VirtualApplication", []):
-        vw = f"VirtualApplication of {w}"
+        vw = _label("VirtualApplication", va, f"of {w}")
         vk = r.check(
             va,
             vw,
@@ -633,7 +640,7 @@ def _content(r: Reader, c: Node, of: str) -> Content | None:
 
 
 def _probe(r: Reader, p: Node) -> LoadBalancerProbe | None:
-    w = "LoadBalancerProbe"
+    w = _label("LoadBalancerProbe", p)
     r.check(
         p, w, attrs=("name", "protocol", "path", "port", "intervalInSeconds", "timeoutInSeconds")
     )
@@ -736,7 +743,7 @@ def read_configuration(
 
 
 def _role_config(r: Reader, node: Node) -> RoleConfiguration | None:
-    w = "Role"
+    w = _label("Role", node)
     kids = r.check(
         node,
         w,
@@ -762,7 +769,7 @@ def _role_config(r: Reader, node: Node) -> RoleConfiguration | None:
         for s in r.check(
             block, f"ConfigurationSettings of {w}", children=("Setting",), repeatable=("Setting",)
         ).get("Setting", []):
-            sw = f"Setting of {w}"
+            sw = _label("Setting", s, f"of {w}")
             r.check(s, sw, attrs=("name", "value"))
             sname = r.required(s, "name", sw)
             value = s.attrs.get("value")
@@ -775,7 +782,7 @@ def _role_config(r: Reader, node: Node) -> RoleConfiguration | None:
         for c in r.check(
             block, f"Certificates of {w}", children=("Certificate",), repeatable=("Certificate",)
         ).get("Certificate", []):
-            cw = f"Certificate of {w}"
+            cw = _label("Certificate", c, f"of {w}")
             r.check(c, cw, attrs=("name", "thumbprint", "thumbprintAlgorithm"))
             cname = r.required(c, "name", cw)
             thumb = r.required(c, "thumbprint", f"Certificate '{cname}' of {w}")
@@ -814,7 +821,7 @@ def _network(r: Reader, node: Node) -> NetworkConfiguration:
         for a in r.check(
             block, "AccessControls", children=("AccessControl",), repeatable=("AccessControl",)
         ).get("AccessControl", []):
-            aw = "AccessControl"
+            aw = _label("AccessControl", a)
             ak = r.check(a, aw, attrs=("name",), children=("Rule",), repeatable=("Rule",))
             aname = r.required(a, "name", aw)
             aw = f"AccessControl '{aname}'"
@@ -910,7 +917,7 @@ def _network(r: Reader, node: Node) -> NetworkConfiguration:
         for lb in r.check(
             block, "LoadBalancers", children=("LoadBalancer",), repeatable=("LoadBalancer",)
         ).get("LoadBalancer", []):
-            lw = "LoadBalancer"
+            lw = _label("LoadBalancer", lb)
             lk = r.check(lb, lw, attrs=("name",), children=("FrontendIPConfiguration",))
             lname = r.required(lb, "name", lw)
             frontend = None

@@ -336,7 +336,7 @@ def _check_role(ck: _Checker, role: Role, probe_names: list[str]) -> None:
             ref = parse_xpath(v.xpath)
             vw = f"Variable '{v.name}' of {where}"
             if ref is None:
-                hint = did_you_mean(v.xpath, SUPPORTED_FORMS)
+                hint = did_you_mean(v.xpath, SUPPORTED_FORMS, cutoff=0.9)
                 ck.d(
                     v.line,
                     f"{vw} uses RoleInstanceValue xpath '{v.xpath}', which is not a supported "
