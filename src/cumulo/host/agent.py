@@ -1,0 +1,310 @@
+"""The host agent: the instances of one host, their guest agents, events, adoption.
+
+``HostAgent.apply(specs)`` is idempotent: it starts the missing instances, stops the extra ones,
+changes settings in place, recycles instances whose spec changed otherwise, and touches nothing
+else. Its state lives on disk under the data directory (mode 0711, traversable by role users):
+
+    <data>/runtime/python/      cumulo.sdk + the site server, on every role's PYTHONPATH
+    <data>/sock/<n>.sock        SDK sockets (short names: Unix socket paths are limited)
+    <data>/instances/<deployment>.<instance>/
+        spec.json record.json   the spec, pids + kernel start times, state (for adoption)
+        approot/ local/<name>/ temp/ logs/
+
+When the agent stops, instances keep running; a new agent adopts them from ``record.json``
+(a pid is adopted only if its kernel start time matches, so a reused pid is never mistaken).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+from cumulo.clock import Clock, SystemClock
+from cumulo.errors import ConflictError, InputError, NotFoundError
+from cumulo.host import runtime
+from cumulo.host.addresses import allocate_address, assign_ports
+from cumulo.host.environment import Placement
+from cumulo.host.guest import OPS, Guest, HostContext, pick_free_port
+from cumulo.host.settings import HostSettings
+from cumulo.log import get_logger
+from cumulo.state.spec import InstanceSpec
+from cumulo.state.states import InstanceState
+
+_log = get_logger(component="host.agent")
+
+
+class HostAgent:
+    def __init__(
+        self,
+        data_dir: Path | str,
+        settings: HostSettings | None = None,
+        *,
+        clock: Clock | None = None,
+        host_id: str = "host-0",
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.settings = settings or HostSettings()
+        self.clock = clock or SystemClock()
+        self.host_id = host_id
+        self.guests: dict[str, Guest] = {}
+        self.topology: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=10_000)
+        self._seq = 0
+        self._event_cond = asyncio.Condition()
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self._lock = asyncio.Lock()
+        self.ctx: HostContext | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o711)
+        for sub in ("instances", "sock"):
+            (self.data_dir / sub).mkdir(exist_ok=True)
+            os.chmod(self.data_dir / sub, 0o711)
+        runtime_path = await asyncio.to_thread(runtime.build, self.data_dir)
+        self.ctx = HostContext(
+            data_dir=self.data_dir,
+            settings=self.settings,
+            clock=self.clock,
+            runtime_path=str(runtime_path),
+            interpreter=runtime.role_interpreter(),
+            emit=self.emit,
+        )
+        self._adopt_all()
+        self.emit("host.started", None, host=self.host_id, adopted=len(self.guests))
+
+    def _adopt_all(self) -> None:
+        assert self.ctx is not None
+        for root in sorted((self.data_dir / "instances").iterdir()):
+            try:
+                record = json.loads((root / "record.json").read_text())
+                spec = InstanceSpec.from_json(json.loads((root / "spec.json").read_text()))
+            except (OSError, ValueError) as exc:
+                _log.warning("instance.unreadable", path=str(root), error=str(exc))
+                continue
+            placement = Placement(
+                record["placement"]["address"], dict(record["placement"]["ports"])
+            )
+            guest = Guest(self.ctx, spec, placement, record=record)
+            self.guests[spec.key] = guest
+            guest.start()
+
+    async def close(self) -> None:
+        """Stop watching; the instances keep running (a new agent adopts them)."""
+        for task in list(self._pending.values()):
+            task.cancel()
+        for guest in list(self.guests.values()):
+            await guest.detach()
+
+    async def stop_all(self) -> None:
+        await self.apply([], scope=None)
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until every pending stop/replace has finished."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending.values()), return_exceptions=True)
+
+    # -- events -----------------------------------------------------------------------------
+    def emit(self, event: str, key: str | None, **fields: Any) -> None:
+        self._seq += 1
+        record = {"seq": self._seq, "time": self.clock.wall(), "event": event, "key": key, **fields}
+        self.events.append(record)
+        guest = self.guests.get(key) if key else None
+        bound: dict[str, Any] = {"host": self.host_id}
+        if guest is not None:
+            bound.update(
+                service=guest.spec.service,
+                slot=guest.spec.slot,
+                role=guest.spec.role,
+                instance=guest.spec.instance_id,
+            )
+        with contextlib.suppress(Exception):
+            get_logger(**bound).info(event, **{k: v for k, v in fields.items()})
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._event_cond:
+            self._event_cond.notify_all()
+
+    def events_since(self, seq: int, key: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["seq"] > seq and (key is None or e["key"] == key)]
+
+    async def follow_events(
+        self, seq: int, key: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        while True:
+            for e in self.events_since(seq, key):
+                seq = e["seq"]
+                yield e
+            async with self._event_cond:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._event_cond.wait(), 15.0)
+
+    # -- desired state ----------------------------------------------------------------------
+    async def apply(
+        self, specs: Iterable[InstanceSpec], scope: str | None = None
+    ) -> dict[str, list[str]]:
+        """Make the instances of this host (or of deployment ``scope``) match ``specs``."""
+        assert self.ctx is not None, "start() the agent first"
+        desired: dict[str, InstanceSpec] = {}
+        for spec in specs:
+            if scope is not None and spec.deployment_id != scope:
+                raise InputError(
+                    f"Instance '{spec.key}' is not in deployment '{scope}' named by the request."
+                )
+            if spec.key in desired:
+                raise InputError(f"Instance '{spec.key}' appears twice in the request.")
+            desired[spec.key] = spec
+        result: dict[str, list[str]] = {
+            "started": [],
+            "stopped": [],
+            "changed": [],
+            "recycled": [],
+            "unchanged": [],
+        }
+        async with self._lock:
+            for key, guest in list(self.guests.items()):
+                if scope is not None and guest.spec.deployment_id != scope:
+                    continue
+                if key not in desired and not guest.removed:
+                    guest.removed = True
+                    self._chain(key, self._remove(guest))
+                    result["stopped"].append(key)
+            for key, spec in desired.items():
+                current = self.guests.get(key)
+                if current is None or current.removed:
+                    self._chain(key, self._create(spec))
+                    result["started"].append(key)
+                elif current.spec == spec:
+                    result["unchanged"].append(key)
+                elif current.spec.same_except_settings(spec):
+                    self._chain(key, self._change(current, spec))
+                    result["changed"].append(key)
+                else:
+                    self._chain(key, self._replace(current, spec))
+                    result["recycled"].append(key)
+        return result
+
+    def _chain(self, key: str, coro: Any) -> None:
+        before = self._pending.get(key)
+
+        async def run() -> None:
+            try:
+                if before is not None:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await before
+                await coro
+            except Exception as exc:  # an instance's failure must not take the agent down
+                _log.error("host.apply_failed", key=key, error=repr(exc))
+                self.emit("host.apply_failed", key, error=str(exc))
+            finally:
+                if self._pending.get(key) is task:
+                    del self._pending[key]
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._pending[key] = task
+
+    def _placement(self, spec: InstanceSpec, previous: Placement | None = None) -> Placement:
+        if previous is not None:
+            address = previous.address
+        else:
+            used = {g.placement.address for g in self.guests.values()}
+            address = allocate_address(used, self.settings.address_base)
+        ports = assign_ports(
+            spec.key,
+            spec.endpoints,
+            lambda: pick_free_port(address),
+            previous.ports if previous is not None else None,
+        )
+        return Placement(address, ports)
+
+    async def _create(self, spec: InstanceSpec) -> None:
+        assert self.ctx is not None
+        placement = self._placement(spec)
+        guest = Guest(self.ctx, spec, placement)
+        self.guests[spec.key] = guest
+        self._push_topology(guest)
+        guest.start()
+
+    async def _remove(self, guest: Guest) -> None:
+        await guest.stop()
+        if self.guests.get(guest.key) is guest:
+            del self.guests[guest.key]
+        await asyncio.to_thread(self._delete_instance_dir, guest)
+        self.emit("instance.removed", guest.key)
+
+    def _delete_instance_dir(self, guest: Guest) -> None:
+        shutil.rmtree(guest.root, ignore_errors=True)
+        if guest.limits.value is not None:
+            guest.limits.value.remove()
+
+    async def _change(self, guest: Guest, spec: InstanceSpec) -> None:
+        await guest.change_settings(spec)
+
+    async def _replace(self, guest: Guest, spec: InstanceSpec) -> None:
+        """A new package or definition: stop, fresh approot (local storage kept), start."""
+        assert self.ctx is not None
+        await guest.stop()
+        shutil.rmtree(guest.paths.approot, ignore_errors=True)
+        placement = self._placement(spec, guest.placement)
+        new = Guest(self.ctx, spec, placement)
+        new.history = guest.history
+        self.guests[spec.key] = new
+        self._push_topology(new)
+        new.start()
+
+    # -- queries and operations ------------------------------------------------------------
+    def observed(self, deployment_id: str | None = None) -> list[dict[str, Any]]:
+        out = []
+        for guest in self.guests.values():
+            if deployment_id is not None and guest.spec.deployment_id != deployment_id:
+                continue
+            item = guest.observed()
+            item["host"] = self.host_id
+            item["removing"] = guest.removed
+            out.append(item)
+        return out
+
+    def guest(self, key: str) -> Guest:
+        guest = self.guests.get(key)
+        if guest is None:
+            raise NotFoundError(f"Instance '{key}' does not run on host '{self.host_id}'.")
+        return guest
+
+    def operate(self, key: str, op: str) -> None:
+        if op not in OPS:
+            raise InputError(f"Unknown instance operation '{op}'; use reboot, reimage or rebuild.")
+        guest = self.guest(key)
+        if guest.removed:
+            raise ConflictError(f"Instance '{key}' is being removed.")
+        guest.request(op)
+
+    def set_topology(self, deployment_id: str, roles: dict[str, list[dict[str, Any]]]) -> None:
+        self.topology[deployment_id] = roles
+        for guest in self.guests.values():
+            if guest.spec.deployment_id == deployment_id:
+                guest.set_topology(roles)
+
+    def _push_topology(self, guest: Guest) -> None:
+        roles = self.topology.get(guest.spec.deployment_id)
+        if roles:
+            guest.topology = roles
+
+    def log_path(self, key: str, name: str) -> Path:
+        guest = self.guest(key)
+        if "/" in name or name.startswith("."):
+            raise InputError(f"Log name '{name}' is not valid.")
+        return Path(guest.paths.logs) / f"{name}.log"
+
+    def states(self) -> dict[str, InstanceState]:
+        return {k: g.state for k, g in self.guests.items()}

@@ -1,0 +1,52 @@
+"""Settings of a host agent, grouped, with units and defaults (and why)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cumulo.state.restart import RestartPolicy
+
+
+@dataclass(frozen=True)
+class HeartbeatSettings:
+    interval_s: float = 5.0
+    """How often the agent sends ``status_check`` to each SDK connection of an instance."""
+    timeout_s: float = 30.0
+    """An entry-point connection that leaves a status_check unanswered this long makes the
+    instance UnresponsiveRole, and it is recycled (Azure waits minutes; we are on one machine)."""
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    liveness_factor: float = 2.0
+    """A custom probe that has not succeeded for ``liveness_factor * timeoutInSeconds`` seconds
+    (after the instance was Ready) makes it UnresponsiveRole and it is recycled. Readiness leaves
+    rotation after ``timeoutInSeconds`` without success and comes back at the first success."""
+    scale: float = 1.0
+    """Multiplies probe intervals and timeouts (tests use a small value)."""
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    max_bytes: int = 10 * 1024 * 1024
+    """A process log is rotated (copy-truncate) when it grows past this many bytes."""
+    keep: int = 3
+    """Rotated files kept per log (``entry.log.1`` … ``entry.log.3``)."""
+    check_interval_s: float = 1.0
+    """How often log sizes are checked."""
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
+    heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
+    probes: ProbeSettings = field(default_factory=ProbeSettings)
+    logs: LogSettings = field(default_factory=LogSettings)
+    drain_s: float = 0.0
+    """Time an instance stays out of rotation before ``Stopping`` is sent (lets the LB notice)."""
+    role_user: str = "cumulo-role"
+    """The unprivileged user for ``limited`` instances when the agent runs as root."""
+    use_cgroups: bool = True
+    """Use cgroups for memory and CPU limits where the kernel offers them (else rlimits)."""
+    address_base: str = "127.1.0.0"
+    """Instance addresses (DIPs) are taken in order from this loopback base."""

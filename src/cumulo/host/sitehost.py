@@ -1,0 +1,96 @@
+"""The hosted web site of a web role: uvicorn (uvloop + httptools) serving the role's app.
+
+Run by the role interpreter as ``python -m cumulo_sitehost`` (this file, copied into the host's
+runtime directory beside the server's packages). Configuration comes from the environment:
+``CUMULO_SITE_KIND`` (``wsgi``/``asgi``), ``CUMULO_SITE_APP`` (``module:attr``, a trailing ``()``
+calls it), ``CUMULO_SITE_DIR`` (imported from there), ``CUMULO_SITE_BIND`` (``addr:port`` list,
+comma-separated: the instance's http endpoints). WSGI apps run in a2wsgi's thread pool. When the
+server listens it tells the agent (``started``) through the SDK, and the instance becomes Ready.
+Standard library + uvicorn only; it never imports the rest of cumulo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import socket
+import sys
+from typing import Any
+
+
+def load_app(spec: str, directory: str) -> Any:
+    target, call = (spec[:-2], True) if spec.endswith("()") else (spec, False)
+    module_name, sep, attr = target.partition(":")
+    if not sep:  # wfastcgi's dotted form: module.attr
+        module_name, _, attr = target.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f'Site app "{spec}" must be in format "<module>:<attribute>".')
+    if directory and directory not in sys.path:
+        sys.path.insert(0, directory)
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj() if call else obj
+
+
+def bind(spec: str) -> list[socket.socket]:
+    socks = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        host, _, port = item.rpartition(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, int(port)))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        socks.append(sock)
+    return socks
+
+
+async def serve() -> int:
+    import uvicorn
+
+    kind = os.environ.get("CUMULO_SITE_KIND", "wsgi")
+    app = load_app(os.environ["CUMULO_SITE_APP"], os.environ.get("CUMULO_SITE_DIR", ""))
+    if kind == "wsgi":
+        from a2wsgi import WSGIMiddleware
+
+        app = WSGIMiddleware(app, workers=int(os.environ.get("CUMULO_SITE_THREADS", "16")))
+    sockets = bind(os.environ["CUMULO_SITE_BIND"])
+    config = uvicorn.Config(
+        app,
+        loop="none",
+        http="httptools",
+        interface="asgi3",
+        lifespan="auto" if kind == "asgi" else "off",
+        log_level=os.environ.get("CUMULO_SITE_LOG_LEVEL", "warning"),
+        access_log=False,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve(sockets=sockets))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        try:
+            from cumulo.sdk.environment import RoleEnvironment
+
+            if RoleEnvironment._connect(entry_point=True):
+                RoleEnvironment._after_stop = lambda: setattr(server, "should_exit", True)
+                RoleEnvironment._send({"op": "started"})
+        except Exception as exc:  # the site runs without the SDK; say so in the log
+            print(f"cumulo_sitehost: no agent connection ({exc})", file=sys.stderr, flush=True)
+    await task
+    return 0
+
+
+def main() -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve())
+    return uvloop.run(serve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
