@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from cumulo.host.roleenv.builder import trim_logs
 from cumulo.host.roleenv.layout import CacheLayout, is_attempt_of
 from cumulo.host.roleenv.retry import RetryPolicy, RetryState
 
@@ -75,3 +77,21 @@ def test_giving_up_is_explicit() -> None:
 def test_nonsense_policies_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_only_the_newest_attempt_logs_are_kept(tmp_path: Path) -> None:
+    layout = CacheLayout(tmp_path)
+    (tmp_path / "logs").mkdir()
+    for i in range(7):
+        log = layout.log("python", "abc", f"{i:08x}")
+        log.write_text(str(i))
+        os.utime(log, ns=(i * 10**9, i * 10**9))
+    other = layout.log("python", "abd", "00000000")
+    other.write_text("other digest")
+    trim_logs(layout, "python", "abc", keep=3)
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "python-abc-00000004.log",
+        "python-abc-00000005.log",
+        "python-abc-00000006.log",
+        "python-abd-00000000.log",
+    ]

@@ -199,6 +199,22 @@ def _sweep_attempts(layout: CacheLayout, kind: str, digest: str) -> None:
         link.unlink()
 
 
+KEEP_LOGS = 4
+"""Logs of earlier attempts kept per environment (a build that keeps failing makes one per try)."""
+
+
+def trim_logs(layout: CacheLayout, kind: str, digest: str, keep: int = KEEP_LOGS) -> None:
+    """Keep only the ``keep`` newest attempt logs of one environment (under its lock)."""
+    logs_dir = layout.root / "logs"
+    if not logs_dir.is_dir():
+        return
+    prefix = f"{kind}-{digest}-"
+    logs = [p for p in logs_dir.iterdir() if p.name.startswith(prefix) and p.suffix == ".log"]
+    logs.sort(key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+    for old in logs[keep:]:
+        old.unlink(missing_ok=True)
+
+
 def normalize_permissions(root: Path) -> None:
     """Directories 0755, executables 0755, other files 0644: readable by all, writable by none
     but the owner (the builder). Symlinks are left as they are."""
@@ -492,6 +508,7 @@ def _ensure_planned(
             log.info("roleenv.reused", path=str(found), waited=True)
             return _environment(planned.kind, found, planned.digest, False)
         _sweep_attempts(layout, planned.kind, planned.digest)
+        trim_logs(layout, planned.kind, planned.digest)
         nonce = secrets.token_hex(4)
         target = layout.build_dir(planned.kind, planned.digest, nonce)
         log_path = layout.log(planned.kind, planned.digest, nonce)
