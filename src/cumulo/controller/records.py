@@ -240,6 +240,11 @@ class ObservedInstance:
     def ready(self) -> bool:
         return self.status == READY
 
+    @property
+    def key(self) -> str:
+        """``<deployment_id>/<instance_id>``, the host agent's key of an instance."""
+        return f"{self.deployment_id}/{self.instance_id}"
+
     def endpoint(self, name: str) -> str | None:
         for key, address in self.endpoints:
             if key == name:
@@ -308,6 +313,8 @@ class Observed:
     as stale until ``lost_after`` has passed)."""
     routes: Mapping[str, ServiceRoutes] | None = None
     """Service -> routes the load balancer holds; None when the load balancer is unknown."""
+    vips: Mapping[tuple[str, str], Mapping[str, str]] = field(default_factory=dict)
+    """(service, slot) -> input endpoint name -> the address the load balancer listens on."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,210 @@
+"""From the service model to the controller's records, and records to and from JSON documents.
+
+- ``role_versions(definition, configuration, package_digest)``: each role's ``RoleVersion``.
+  ``code`` digests the package digest, the role's definition (its dataclass ``repr``, which
+  leaves out line numbers), its certificate thumbprints and the guest OS of the .cscfg: anything
+  in it changes means a recycle. ``settings`` digests the setting values, which an instance with
+  an SDK connection takes in place (``model.diff`` agrees: setting values are in-place changes).
+  A new cumulo release whose model prints a role differently recycles that role once.
+- ``from_model``: a ``DesiredDeployment`` for a new deployment.
+- ``to_document`` / ``from_document``: the JSON the store keeps as the deployment's ``document``.
+- ``read_package_definition``: the ``ServiceDefinition.csdef`` bytes inside a package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from typing import Any
+
+from cumulo.controller.records import (
+    DesiredDeployment,
+    DesiredRole,
+    DomainState,
+    InputEndpoint,
+    RoleVersion,
+    Slot,
+    UpgradeMode,
+    Walk,
+    WalkKind,
+)
+from cumulo.errors import InputError, PackageError
+from cumulo.model.configuration import ServiceConfiguration
+from cumulo.model.definition import ServiceDefinition
+
+DEFINITION_ENTRY = "ServiceDefinition.csdef"
+MAX_DEFINITION_BYTES = 4 * 1024 * 1024
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def role_versions(
+    definition: ServiceDefinition, configuration: ServiceConfiguration, package_digest: str
+) -> dict[str, RoleVersion]:
+    out: dict[str, RoleVersion] = {}
+    guest_os = f"{configuration.os_family}/{configuration.os_version}"
+    for role in definition.roles:
+        rc = configuration.role(role.name)
+        certs = sorted(f"{c.name}={c.thumbprint}" for c in rc.certificates) if rc else []
+        settings = sorted(rc.setting_values.items()) if rc else []
+        out[role.name] = RoleVersion(
+            code=_digest(package_digest, repr(role), guest_os, *certs),
+            settings=_digest(*(f"{k}={v}" for k, v in settings)),
+        )
+    return out
+
+
+def from_model(
+    *,
+    deployment_id: str,
+    service: str,
+    slot: Slot,
+    running: bool,
+    definition: ServiceDefinition,
+    configuration: ServiceConfiguration,
+    package_digest: str,
+) -> DesiredDeployment:
+    versions = role_versions(definition, configuration, package_digest)
+    roles = []
+    for role in definition.roles:
+        rc = configuration.role(role.name)
+        count = rc.instances if rc is not None else 1
+        roles.append(
+            DesiredRole(
+                name=role.name,
+                indices=tuple(range(count)),
+                version=versions[role.name],
+                input_endpoints=tuple(
+                    InputEndpoint(e.name, str(e.protocol), e.port) for e in role.input_endpoints
+                ),
+                has_internal_endpoints=bool(role.internal_endpoints),
+            )
+        )
+    return DesiredDeployment(
+        id=deployment_id,
+        service=service,
+        slot=slot,
+        running=running,
+        update_domain_count=definition.upgrade_domain_count,
+        roles=tuple(roles),
+    )
+
+
+def counts_of(configuration: ServiceConfiguration) -> dict[str, int]:
+    return {r.name: r.instances for r in configuration.roles}
+
+
+def read_package_definition(data: bytes) -> bytes:
+    """The ``ServiceDefinition.csdef`` inside a package, with a clear error when it is not one."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            try:
+                info = zf.getinfo(DEFINITION_ENTRY)
+            except KeyError:
+                raise PackageError(
+                    f"The package holds no {DEFINITION_ENTRY}; build it with 'cumulo package'."
+                ) from None
+            if info.file_size > MAX_DEFINITION_BYTES:
+                raise PackageError(
+                    f"The package's {DEFINITION_ENTRY} is {info.file_size} bytes; "
+                    f"at most {MAX_DEFINITION_BYTES} are read."
+                )
+            return zf.read(info)
+    except zipfile.BadZipFile:
+        raise PackageError(
+            "The package is not a zip file; build it with 'cumulo package'."
+        ) from None
+
+
+# -- JSON documents --------------------------------------------------------------------------
+
+
+def to_document(dep: DesiredDeployment) -> dict[str, Any]:
+    walk = dep.walk
+    return {
+        "running": dep.running,
+        "update_domain_count": dep.update_domain_count,
+        "roles": [
+            {
+                "name": r.name,
+                "indices": list(r.indices),
+                "version": {"code": r.version.code, "settings": r.version.settings},
+                "input_endpoints": [
+                    {"name": e.name, "protocol": e.protocol, "port": e.port}
+                    for e in r.input_endpoints
+                ],
+                "has_internal_endpoints": r.has_internal_endpoints,
+            }
+            for r in dep.roles
+        ],
+        "walk": None
+        if walk is None
+        else {
+            "kind": walk.kind.value,
+            "mode": walk.mode.value,
+            "domain": walk.domain,
+            "state": walk.state.value,
+            "domain_started_at": walk.domain_started_at,
+            "previous": {
+                k: {"code": v.code, "settings": v.settings}
+                for k, v in sorted(walk.previous.items())
+            },
+            "instance_timeout": walk.instance_timeout,
+            "force": walk.force,
+        },
+    }
+
+
+def from_document(
+    doc: dict[str, Any], *, deployment_id: str, service: str, slot: str, revision: int
+) -> DesiredDeployment:
+    try:
+        roles = tuple(
+            DesiredRole(
+                name=r["name"],
+                indices=tuple(int(i) for i in r["indices"]),
+                version=RoleVersion(r["version"]["code"], r["version"]["settings"]),
+                input_endpoints=tuple(
+                    InputEndpoint(e["name"], e["protocol"], int(e["port"]))
+                    for e in r.get("input_endpoints", [])
+                ),
+                has_internal_endpoints=bool(r.get("has_internal_endpoints", False)),
+            )
+            for r in doc["roles"]
+        )
+        w = doc.get("walk")
+        walk = None
+        if w is not None:
+            walk = Walk(
+                kind=WalkKind(w["kind"]),
+                mode=UpgradeMode(w["mode"]),
+                domain=int(w["domain"]),
+                state=DomainState(w["state"]),
+                domain_started_at=float(w["domain_started_at"]),
+                previous={
+                    k: RoleVersion(v["code"], v["settings"]) for k, v in w["previous"].items()
+                },
+                instance_timeout=float(w["instance_timeout"]),
+                force=bool(w["force"]),
+            )
+        return DesiredDeployment(
+            id=deployment_id,
+            service=service,
+            slot=Slot(slot),
+            running=bool(doc["running"]),
+            update_domain_count=int(doc["update_domain_count"]),
+            roles=roles,
+            walk=walk,
+            revision=revision,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"The stored document of deployment {deployment_id} cannot be read ({exc!r})."
+        ) from exc

@@ -1,0 +1,511 @@
+"""The management operations: what the API asks of the controller, checked and recorded.
+
+Each mutating method validates the request, changes the desired state in the store (one
+transaction, guarded by the deployment's revision), records an **operation** (``InProgress``)
+and an event, and returns the operation. The reconcile loop then does the work and finishes the
+operation (``controller.operations.outcome``) — also after a controller restart, because
+everything it needs is in the store.
+
+Concurrency (docs/api.md, "Concurrent operations"): cumulo **refuses** a mutating request on a
+deployment while another operation on it is in progress, with HTTP 409 and the code
+``OperationInProgress`` naming the running operation. Azure lets a second update supersede the
+first; we chose the refusal because it is predictable for scripts and cannot leave two walks
+fighting. The exceptions are the two requests made *for* an update in progress: ``walk`` (Manual
+mode) and ``rollback`` (which ends the running update's operation as ``Failed`` with the code
+``Superseded``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from cumulo.clock import Clock, SystemClock
+from cumulo.controller import desired as desired_mod
+from cumulo.controller import walk as walks
+from cumulo.controller.errors import OperationInProgress
+from cumulo.controller.records import (
+    DesiredDeployment,
+    Observed,
+    ReconcileSettings,
+    Slot,
+    UpgradeMode,
+    WalkKind,
+    parse_instance_id,
+)
+from cumulo.controller.swap import check_swap
+from cumulo.errors import InputError, ModelError, NotFoundError, Problem
+from cumulo.log import get_logger
+from cumulo.model.parse import parse_definition
+from cumulo.model.service import Service, service_from_bytes
+from cumulo.storage.store.protocol import Store
+from cumulo.storage.store.records import (
+    DeploymentRecord,
+    OperationRecord,
+    OperationStatus,
+    PackageInfo,
+    PreconditionFailed,
+    ServiceRecord,
+)
+
+#: Azure's rule for cloud service names (DNS labels): letters, digits and hyphens, 1-63.
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+RUNNING = "Running"
+SUSPENDED = "Suspended"
+
+
+class Kind:
+    """Operation kinds (Azure's operation names)."""
+
+    CREATE_DEPLOYMENT = "CreateDeployment"
+    DELETE_DEPLOYMENT = "DeleteDeployment"
+    UPDATE_STATUS = "UpdateDeploymentStatus"
+    SWAP = "SwapDeployment"
+    CHANGE_CONFIGURATION = "ChangeDeploymentConfiguration"
+    UPGRADE = "UpgradeDeployment"
+    WALK = "WalkUpgradeDomain"
+    ROLLBACK = "RollbackUpdateOrUpgrade"
+    REBOOT = "RebootRoleInstance"
+    REIMAGE = "ReimageRoleInstance"
+    REBUILD = "RebuildRoleInstance"
+    DELETE_INSTANCES = "DeleteRoleInstances"
+
+
+def _no_observation() -> Observed | None:
+    return None
+
+
+class Management:
+    """The controller's management surface (one instance per controller process)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        observe: Callable[[], Observed | None] = _no_observation,
+        settings: ReconcileSettings | None = None,
+        wake: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.observe = observe
+        self.settings = settings or ReconcileSettings()
+        self.wake = wake
+        """Called after each change so the reconcile loop looks at once."""
+        self.log = get_logger(component="controller")
+
+    # -- services ------------------------------------------------------------------------------
+
+    def create_service(self, name: str, *, label: str = "", description: str = "") -> ServiceRecord:
+        if not _SERVICE_NAME.match(name):
+            raise InputError(
+                f"Service name {name!r} is not valid; use 1-63 letters, digits and hyphens, "
+                "starting and ending with a letter or digit."
+            )
+        if len(description) > 1024:
+            raise InputError("A service description has at most 1024 characters.")
+        record = self.store.create_service(ServiceRecord(name, label or name, description))
+        self.store.append_event(name, "service.created")
+        return record
+
+    def delete_service(self, name: str) -> None:
+        self.store.delete_service(name)
+        self.log.info("service.deleted", service=name)
+
+    # -- packages ------------------------------------------------------------------------------
+
+    def upload_package(self, data: bytes) -> PackageInfo:
+        definition = desired_mod.read_package_definition(data)
+        # Parse now, so a broken package is refused at upload with its problems.
+        parse_definition(definition)
+        return self.store.put_package(data)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _record(self, service: str, slot: str) -> DeploymentRecord:
+        return self.store.get_deployment(service, Slot.parse(slot).value)
+
+    @staticmethod
+    def desired_of(record: DeploymentRecord) -> DesiredDeployment:
+        return desired_mod.from_document(
+            dict(record.document),
+            deployment_id=record.id,
+            service=record.service,
+            slot=record.slot,
+            revision=record.revision,
+        )
+
+    def running_operation(self, deployment_id: str) -> OperationRecord | None:
+        for op in self.store.list_operations(status=OperationStatus.IN_PROGRESS):
+            if op.deployment_id == deployment_id:
+                return op
+        return None
+
+    def _guard(self, record: DeploymentRecord, if_match: str | None) -> None:
+        if if_match is not None and if_match != "*" and if_match != record.etag:
+            raise PreconditionFailed(
+                f"The {record.slot} deployment of {record.service} has ETag {record.etag}, not "
+                f"{if_match}; it changed since it was read."
+            )
+        running = self.running_operation(record.id)
+        if running is not None:
+            raise OperationInProgress(
+                f"Operation {running.id} ({running.kind}) is still in progress on the "
+                f"{record.slot} deployment of {record.service}; wait for it "
+                f"(cumulo operation wait {running.id}) and try again.",
+                running.id,
+            )
+
+    def _operation(
+        self,
+        kind: str,
+        record: DeploymentRecord | None,
+        *,
+        service: str,
+        slot: str | None,
+        request: dict[str, Any] | None = None,
+    ) -> OperationRecord:
+        op = self.store.create_operation(
+            OperationRecord(
+                id=uuid.uuid4().hex,
+                kind=kind,
+                service=service,
+                slot=slot,
+                deployment_id=record.id if record is not None else None,
+                request=request or {},
+            )
+        )
+        self.store.append_event(
+            service,
+            "operation.started",
+            slot=slot,
+            deployment_id=op.deployment_id,
+            fields={"operation": op.id, "kind": kind},
+        )
+        self.log.info("operation.started", service=service, slot=slot, operation=op.id, kind=kind)
+        self.wake()
+        return op
+
+    def _write(self, record: DeploymentRecord, dep: DesiredDeployment, **extra: Any) -> None:
+        self.store.update_deployment(
+            record.id,
+            expect_revision=record.revision,
+            document=desired_mod.to_document(dep),
+            **extra,
+        )
+
+    def _load_service(self, package_digest: str, configuration: str) -> Service:
+        data = self.store.get_package(package_digest)
+        definition = desired_mod.read_package_definition(data)
+        return service_from_bytes(definition, configuration.encode())
+
+    def _check_certificates(self, service: str, model: Service) -> None:
+        have = {c.thumbprint for c in self.store.list_certificates(service)}
+        problems = []
+        for rc in model.configuration.roles:
+            for cert in rc.certificates:
+                if cert.thumbprint.upper() not in have:
+                    problems.append(
+                        Problem(
+                            model.configuration_file,
+                            cert.line,
+                            f"Certificate '{cert.name}' of role '{rc.name}' has thumbprint "
+                            f"{cert.thumbprint.upper()}, which is not in the certificate store of "
+                            f"service '{service}'; add it with 'cumulo cert add {service} FILE'.",
+                        )
+                    )
+        if problems:
+            raise ModelError(problems)
+
+    # -- deployments ---------------------------------------------------------------------------
+
+    def create_deployment(
+        self,
+        service: str,
+        slot: str,
+        *,
+        package_digest: str,
+        configuration: str,
+        name: str = "",
+        label: str = "",
+        start: bool = True,
+    ) -> OperationRecord:
+        slot_ = Slot.parse(slot)
+        self.store.get_service(service)
+        self.store.package_info(package_digest)
+        model = self._load_service(package_digest, configuration)
+        self._check_certificates(service, model)
+        dep_id = uuid.uuid4().hex
+        dep = desired_mod.from_model(
+            deployment_id=dep_id,
+            service=service,
+            slot=slot_,
+            running=start,
+            definition=model.definition,
+            configuration=model.configuration,
+            package_digest=package_digest,
+        )
+        record = self.store.create_deployment(
+            DeploymentRecord(
+                id=dep_id,
+                service=service,
+                slot=slot_.value,
+                name=name or dep_id,
+                label=label,
+                status=RUNNING if start else SUSPENDED,
+                package_digest=package_digest,
+                configuration=configuration,
+                document=desired_mod.to_document(dep),
+            )
+        )
+        return self._operation(Kind.CREATE_DEPLOYMENT, record, service=service, slot=slot_.value)
+
+    def delete_deployment(
+        self, service: str, slot: str, *, if_match: str | None = None
+    ) -> OperationRecord:
+        record = self._record(service, slot)
+        self._guard(record, if_match)
+        self.store.delete_deployment(record.id, expect_revision=record.revision)
+        op = self._operation(Kind.DELETE_DEPLOYMENT, record, service=service, slot=record.slot)
+        return op
+
+    def update_status(
+        self, service: str, slot: str, status: str, *, if_match: str | None = None
+    ) -> OperationRecord:
+        wanted = {"running": RUNNING, "suspended": SUSPENDED}.get(status.lower())
+        if wanted is None:
+            raise InputError(f"Status {status!r} is not valid; use Running or Suspended.")
+        record = self._record(service, slot)
+        self._guard(record, if_match)
+        dep = self.desired_of(record)
+        if dep.walk is not None:
+            raise OperationInProgress(
+                f"The {record.slot} deployment of {service} has an update in progress; "
+                "finish or roll it back before changing its status."
+            )
+        new = replace(dep, running=wanted == RUNNING, revision=dep.revision + 1)
+        self._write(record, new, status=wanted)
+        return self._operation(
+            Kind.UPDATE_STATUS,
+            record,
+            service=service,
+            slot=record.slot,
+            request={"status": wanted},
+        )
+
+    def swap(self, service: str) -> OperationRecord:
+        self.store.get_service(service)
+        records = {d.slot: d for d in self.store.list_deployments(service)}
+        for record in records.values():
+            self._guard(record, None)
+        prod = records.get(Slot.PRODUCTION.value)
+        stag = records.get(Slot.STAGING.value)
+        observed = self.observe() or Observed((), since=self.clock.wall())
+        check_swap(
+            self.desired_of(prod) if prod else None,
+            self.desired_of(stag) if stag else None,
+            observed,
+            now=self.clock.wall(),
+            settings=self.settings,
+        )
+        swapped = self.store.swap_slots(service)
+        moved = next(d for d in swapped if d.slot == Slot.PRODUCTION.value)
+        op = self._operation(
+            Kind.SWAP,
+            moved,
+            service=service,
+            slot=None,
+            request={"production": moved.id, "staging": prod.id if prod else None},
+        )
+        self.store.append_event(service, "swap.done", fields={"production": moved.id})
+        return op
+
+    def change_configuration(
+        self,
+        service: str,
+        slot: str,
+        configuration: str,
+        *,
+        mode: str = "auto",
+        if_match: str | None = None,
+        instance_timeout: float = 1800.0,
+    ) -> OperationRecord:
+        record = self._record(service, slot)
+        self._guard(record, if_match)
+        mode_ = UpgradeMode.parse(mode)
+        model = self._load_service(record.package_digest, configuration)
+        self._check_certificates(service, model)
+        dep = self.desired_of(record)
+        versions = desired_mod.role_versions(
+            model.definition, model.configuration, record.package_digest
+        )
+        new = walks.begin(
+            dep,
+            kind=WalkKind.CONFIG,
+            versions=versions,
+            counts=desired_mod.counts_of(model.configuration),
+            mode=mode_,
+            now=self.clock.wall(),
+            instance_timeout=instance_timeout,
+        )
+        self._write(record, new, configuration=configuration)
+        return self._operation(
+            Kind.CHANGE_CONFIGURATION,
+            record,
+            service=service,
+            slot=record.slot,
+            request={"mode": mode_.value, "revision": new.revision},
+        )
+
+    def upgrade(
+        self,
+        service: str,
+        slot: str,
+        *,
+        package_digest: str,
+        configuration: str | None = None,
+        mode: str = "auto",
+        role: str | None = None,
+        force: bool = False,
+        if_match: str | None = None,
+        instance_timeout: float = 1800.0,
+    ) -> OperationRecord:
+        record = self._record(service, slot)
+        self._guard(record, if_match)
+        mode_ = UpgradeMode.parse(mode)
+        self.store.package_info(package_digest)
+        config_text = configuration if configuration is not None else record.configuration
+        model = self._load_service(package_digest, config_text)
+        self._check_certificates(service, model)
+        dep = self.desired_of(record)
+        if model.definition.upgrade_domain_count != dep.update_domain_count:
+            raise InputError(
+                f"The new package has upgradeDomainCount {model.definition.upgrade_domain_count}"
+                f", the deployment {dep.update_domain_count}; that change needs a new deployment."
+            )
+        versions = desired_mod.role_versions(model.definition, model.configuration, package_digest)
+        if role is not None:
+            if role not in versions:
+                raise NotFoundError(
+                    f"Role {role!r} is not in the new package; its roles are "
+                    f"{', '.join(sorted(versions))}."
+                )
+            versions = {role: versions[role]}
+        known = {r.name for r in dep.roles}
+        if set(versions) - known:
+            raise InputError(
+                f"The new package adds roles ({', '.join(sorted(set(versions) - known))}); "
+                "adding roles needs a new deployment in cumulo."
+            )
+        new = walks.begin(
+            dep,
+            kind=WalkKind.UPGRADE,
+            versions=versions,
+            counts=None if role else desired_mod.counts_of(model.configuration),
+            mode=mode_,
+            now=self.clock.wall(),
+            instance_timeout=instance_timeout,
+            force=force,
+        )
+        self._write(record, new, configuration=config_text, package_digest=package_digest)
+        return self._operation(
+            Kind.UPGRADE,
+            record,
+            service=service,
+            slot=record.slot,
+            request={"mode": mode_.value, "role": role, "revision": new.revision},
+        )
+
+    def walk(self, service: str, slot: str, domain: int) -> OperationRecord:
+        record = self._record(service, slot)
+        dep = self.desired_of(record)
+        new = walks.walk_domain(dep, domain, now=self.clock.wall())
+        self._write(record, new)
+        return self._operation(
+            Kind.WALK, record, service=service, slot=record.slot, request={"domain": domain}
+        )
+
+    def rollback(
+        self, service: str, slot: str, *, mode: str = "auto", force: bool = False
+    ) -> OperationRecord:
+        record = self._record(service, slot)
+        dep = self.desired_of(record)
+        new = walks.rollback(dep, mode=UpgradeMode.parse(mode), now=self.clock.wall(), force=force)
+        self._write(record, new)
+        running = self.running_operation(record.id)
+        op = self._operation(
+            Kind.ROLLBACK,
+            record,
+            service=service,
+            slot=record.slot,
+            request={"mode": UpgradeMode.parse(mode).value, "revision": new.revision},
+        )
+        if running is not None:
+            self.store.finish_operation(
+                running.id,
+                OperationStatus.FAILED,
+                http_status=409,
+                error_code="Superseded",
+                error_message=f"Rolled back by operation {op.id}.",
+            )
+        return op
+
+    def delete_instances(
+        self, service: str, slot: str, instance_ids: list[str], *, if_match: str | None = None
+    ) -> OperationRecord:
+        record = self._record(service, slot)
+        self._guard(record, if_match)
+        dep = self.desired_of(record)
+        if dep.walk is not None:
+            raise OperationInProgress(
+                f"The {record.slot} deployment of {service} has an update in progress."
+            )
+        drop: dict[str, set[int]] = {}
+        for iid in instance_ids:
+            role_name, index = parse_instance_id(iid)
+            role = dep.role(role_name)
+            if role is None or index not in role.indices:
+                raise NotFoundError(
+                    f"Instance {iid} does not exist in the {record.slot} deployment of {service}."
+                )
+            drop.setdefault(role_name, set()).add(index)
+        roles = tuple(
+            replace(r, indices=tuple(i for i in r.indices if i not in drop.get(r.name, set())))
+            for r in dep.roles
+        )
+        self._write(record, replace(dep, roles=roles, revision=dep.revision + 1))
+        return self._operation(
+            Kind.DELETE_INSTANCES,
+            record,
+            service=service,
+            slot=record.slot,
+            request={"instances": sorted(instance_ids)},
+        )
+
+    def instance_action(
+        self, service: str, slot: str, instance: str, action: str
+    ) -> OperationRecord:
+        """Reboot, reimage or rebuild one instance (carried out by its host agent)."""
+        kinds = {"reboot": Kind.REBOOT, "reimage": Kind.REIMAGE, "rebuild": Kind.REBUILD}
+        if action not in kinds:
+            raise InputError(f"Instance action {action!r} is not one of reboot, reimage, rebuild.")
+        record = self._record(service, slot)
+        self._guard(record, None)
+        role_name, index = parse_instance_id(instance)
+        role = self.desired_of(record).role(role_name)
+        if role is None or index not in role.indices:
+            raise NotFoundError(
+                f"Instance {instance} does not exist in the {record.slot} deployment of {service}."
+            )
+        return self._operation(
+            kinds[action],
+            record,
+            service=service,
+            slot=record.slot,
+            request={"instance": instance, "action": action},
+        )
