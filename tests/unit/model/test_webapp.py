@@ -105,7 +105,7 @@ def test_no_app_named(tmp_path: Path) -> None:
 
 
 def test_web_config_without_handler(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="web.config: has no appSettings key WSGI_HANDLER"):
+    with pytest.raises(ModelError, match=r"web\.config: has no appSettings key WSGI_HANDLER"):
         load_service(_service(tmp_path, web_config=_web_config(PYTHONPATH="x")))
 
 
