@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,13 @@ def _check_name(pkg: str, name: str) -> str | None:
 
 
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, pkg: str, lim: PackageLimits) -> bytes:
+    try:
+        return _inflate(zf, info, pkg, lim)
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        raise PackageError(f"{pkg}: entry '{info.filename}' is corrupt ({exc}).") from None
+
+
+def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, pkg: str, lim: PackageLimits) -> bytes:
     budget = min(info.file_size, lim.max_entry_bytes)
     out = bytearray()
     with zf.open(info) as fh:
@@ -202,7 +210,8 @@ def open_package(
                         f"{pkg}: entry '{info.filename}' is a symbolic link; packages hold "
                         "regular files only."
                     )
-                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                kind = stat.S_IFMT(mode)  # 0 when the zip tool recorded only permissions
+                if kind and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                     raise PackageError(f"{pkg}: entry '{info.filename}' is not a regular file.")
             if info.is_dir():
                 continue
@@ -244,10 +253,7 @@ def open_package(
             found = by_name.get(entry.path)
             if found is None:
                 raise PackageError(f"{pkg}: the manifest lists '{entry.path}', which is missing.")
-            try:
-                blob = _read_entry(zf, found, pkg, lim)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise PackageError(f"{pkg}: entry '{entry.path}' is corrupt ({exc}).") from None
+            blob = _read_entry(zf, found, pkg, lim)
             if len(blob) != entry.size:
                 raise PackageError(
                     f"{pkg}: entry '{entry.path}' has {len(blob)} bytes; the manifest says "
