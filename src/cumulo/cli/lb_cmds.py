@@ -69,6 +69,7 @@ def lb_group() -> None:
     "--production-address", default="127.0.0.1", show_default=True, help="Production VIP."
 )
 @click.option("--staging-address", default="127.0.0.2", show_default=True, help="Staging VIP.")
+@click.option("--reuse-port", is_flag=True, help="Bind listeners with SO_REUSEPORT (experiments).")
 @click.option(
     "--loop",
     "loop_name",
@@ -84,13 +85,14 @@ def serve(
     routes_file: str | None,
     production_address: str,
     staging_address: str,
+    reuse_port: bool,
     loop_name: str,
 ) -> None:
     """Run the load balancer in the foreground until SIGTERM or Ctrl-C."""
     from cumulo.lb import routes as lb_routes
     from cumulo.lb.api import LbApi
     from cumulo.lb.proxy import run_loop
-    from cumulo.lb.server import LoadBalancer
+    from cumulo.lb.server import LbSettings, LoadBalancer
 
     secret = _token(token, token_file)
     host, port = _hostport(api)
@@ -104,7 +106,11 @@ def serve(
         initial = lb_routes.parse_table(raw, addresses)
 
     async def main() -> None:
-        lb = LoadBalancer(addresses=addresses, state_file=Path(state_file) if state_file else None)
+        lb = LoadBalancer(
+            addresses=addresses,
+            state_file=Path(state_file) if state_file else None,
+            settings=LbSettings(reuse_port=reuse_port),
+        )
         await lb.start()
         if initial is not None and initial.version >= lb.table.version:
             await lb.apply(initial)
