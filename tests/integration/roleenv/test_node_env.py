@@ -109,3 +109,18 @@ def test_a_broken_node_dependency_gives_npms_output_and_nothing_published(
     assert "npm error" in err.output_tail
     assert roleenv.lookup(role, fresh_cache, options) is None
     assert list((fresh_cache / "node").iterdir()) == []
+
+
+def test_the_roles_own_lifecycle_scripts_do_not_run_in_the_shared_environment(
+    tmp_path: Path, fresh_cache: Path, npm_cache: Path, make_role: MakeRole
+) -> None:
+    package = {
+        "name": "scripted",
+        "scripts": {"postinstall": "node setup.js", "start": "node worker.js"},
+        "dependencies": {"is-number": "7.0.0"},
+    }
+    role = make_role(tmp_path, "Scripted", {"package.json": json.dumps(package)})
+    options = roleenv.BuildOptions(npm=roleenv.NpmOptions(offline=True, cache_dir=str(npm_cache)))
+    (env,) = roleenv.ensure(role, fresh_cache, options)
+    assert env.node_modules is not None and (env.node_modules / "is-number").is_dir()
+    assert "scripts" not in json.loads((env.path / "package.json").read_text())

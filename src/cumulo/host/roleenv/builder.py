@@ -433,6 +433,17 @@ def _build_python(
     _run(planned, role, install, cwd=role_dir, env=env, options=options, log_path=log_path)
 
 
+def _without_root_scripts(package_json: bytes) -> bytes:
+    """package.json without its ``scripts``: the role's own lifecycle scripts (postinstall,
+    prepare, ...) would run in the shared environment's folder without the role's files; such
+    steps belong in startup tasks. Dependencies' install scripts still run."""
+    document = json.loads(package_json.decode("utf-8-sig"))
+    if not isinstance(document, dict) or "scripts" not in document:
+        return package_json
+    del document["scripts"]
+    return (json.dumps(document, indent=2) + "\n").encode("utf-8")
+
+
 def _build_node(
     planned: PlannedEnvironment,
     role: str,
@@ -445,7 +456,10 @@ def _build_node(
     assert isinstance(req, NodeRequirements) and isinstance(toolchain, NodeToolchain)
     target.mkdir()
     for source in req.files:
-        (target / source.path).write_bytes(source.content)
+        content = source.content
+        if source.path == "package.json":
+            content = _without_root_scripts(content)
+        (target / source.path).write_bytes(content)
     env = build_environment()
     env["PATH"] = str(Path(toolchain.node).parent) + os.pathsep + env["PATH"]
     verb = "ci" if req.lock is not None else "install"
