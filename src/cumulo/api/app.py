@@ -157,6 +157,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST",
+        "/v1/services/{service}/deploymentslots/{slot}/scale",
+        "scaleRole",
+        "Set one role's instance count (a configuration change of Instances)",
+        "scale",
+        _props(["role", "count"], role=STR, count=INT),
+        ACCEPTED,
+        headers=("If-Match",),
+    ),
+    Endpoint(
+        "POST",
         "/v1/services/{service}/deploymentslots/{slot}/upgrade",
         "upgradeDeployment",
         "Upgrade to a new package (and .cscfg), for all roles or one",
@@ -407,6 +417,20 @@ class Api:
                 p["slot"],
                 _field(data, "configuration", str),
                 mode=_field(data, "mode", str, required=False) or "auto",
+                if_match=request.headers.get("if-match"),
+            )
+        )
+        return _accepted(op)
+
+    async def scale(self, request: Request) -> Response:
+        p = request.path_params
+        data = await _json(request)
+        op = await run_in_threadpool(
+            lambda: self.m.scale(
+                p["service"],
+                p["slot"],
+                _field(data, "role", str),
+                _field(data, "count", int),
                 if_match=request.headers.get("if-match"),
             )
         )

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "cumulo.cli.host_cmds",
     "cumulo.cli.lb_cmds",
     "cumulo.cli.storage_cmds",
+    "cumulo.cli.service_cmds",
 )
 
 

@@ -247,6 +247,17 @@ class Client:
         )
         return result
 
+    def scale(
+        self, service: str, slot: str, role: str, count: int, *, etag: str | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            "POST",
+            self._slot(service, slot) + "/scale",
+            json={"role": role, "count": count},
+            headers=self._if_match(etag),
+        )
+        return result
+
     def upgrade(
         self,
         service: str,

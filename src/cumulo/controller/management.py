@@ -39,8 +39,9 @@ from cumulo.controller.records import (
 from cumulo.controller.swap import check_swap
 from cumulo.errors import InputError, ModelError, NotFoundError, Problem
 from cumulo.log import get_logger
-from cumulo.model.parse import parse_definition
+from cumulo.model.parse import parse_configuration, parse_definition
 from cumulo.model.service import Service, service_from_bytes
+from cumulo.model.xmlwrite import configuration_to_xml
 from cumulo.storage.store.protocol import Store
 from cumulo.storage.store.records import (
     DeploymentRecord,
@@ -361,6 +362,29 @@ class Management:
             slot=record.slot,
             request={"mode": mode_.value, "revision": new.revision},
         )
+
+    def scale(
+        self,
+        service: str,
+        slot: str,
+        role: str,
+        count: int,
+        *,
+        if_match: str | None = None,
+    ) -> OperationRecord:
+        """Change one role's instance count (Azure: a configuration change of ``Instances``)."""
+        if count < 0 or count > 1000:
+            raise InputError(f"Instance count {count} is out of range (0-1000).")
+        record = self._record(service, slot)
+        config = parse_configuration(record.configuration.encode())
+        if config.role(role) is None:
+            raise NotFoundError(
+                f"Role {role!r} is not in the {record.slot} deployment of {service}; its roles "
+                f"are {', '.join(r.name for r in config.roles)}."
+            )
+        roles = tuple(replace(r, instances=count) if r.name == role else r for r in config.roles)
+        text = configuration_to_xml(replace(config, roles=roles)).decode()
+        return self.change_configuration(service, slot, text, if_match=if_match)
 
     def upgrade(
         self,

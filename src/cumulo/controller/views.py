@@ -87,6 +87,7 @@ def deployment_view(
         "revision": record.revision,
         "etag": record.etag,
         "package": record.package_digest,
+        "configuration": record.configuration,
         "update_domain_count": dep.update_domain_count,
         "roles": [
             {

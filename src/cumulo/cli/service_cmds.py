@@ -1,0 +1,584 @@
+"""`cumulo` commands for services and deployments, through the management API (``cumulo.client``).
+
+    cumulo service create|list|show|delete NAME
+    cumulo deploy SERVICE DIR|PKG [--config F] --slot staging|production [--suspended]
+    cumulo status SERVICE [--slot S]
+    cumulo swap SERVICE
+    cumulo scale SERVICE ROLE COUNT --slot S
+    cumulo config SERVICE F --slot S [--mode auto|manual|simultaneous]
+    cumulo upgrade SERVICE DIR|PKG [--config F] --slot S [--mode M] [--role R] [--force]
+    cumulo walk SERVICE --slot S --domain N
+    cumulo rollback SERVICE --slot S [--mode auto|manual]
+    cumulo instance reboot|reimage|rebuild|delete SERVICE INSTANCE --slot S
+    cumulo suspend|start SERVICE --slot S
+    cumulo delete SERVICE [--slot S]
+    cumulo events SERVICE [--slot S] [--follow]
+    cumulo operation show|wait ID
+
+The platform is found through ``CUMULO_URL`` + ``CUMULO_TOKEN`` or the data directory
+(``$CUMULO_HOME``; see ``cumulo.client``). Every mutating command waits for its operation and
+shows progress on stderr unless ``--no-wait``; every command takes ``--json``. Exit codes are the
+error's (``cumulo.errors``): 2 bad input, 3 not found, 4 conflict, 5 auth, 6 unavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from cumulo.client import Client
+from cumulo.errors import InputError, NotFoundError
+from cumulo.model.service import find_configuration
+from cumulo.package.build import build_package
+
+F = TypeVar("F", bound=Callable[..., Any])
+SLOT = click.Choice(["production", "staging"], case_sensitive=False)
+MODE = click.Choice(["auto", "manual", "simultaneous"], case_sensitive=False)
+
+
+def _client() -> Client:
+    return Client.from_environment()
+
+
+def _emit(data: Any, as_json: bool, text: Callable[[], None] | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif text is not None:
+        text()
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+
+
+def wait_options(f: F) -> F:
+    f = click.option(
+        "--no-wait", is_flag=True, help="Return once the operation is accepted; do not wait."
+    )(f)
+    f = click.option(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        show_default=True,
+        help="Seconds to wait for the operation.",
+    )(f)
+    return json_option(f)
+
+
+def _instances_line(view: dict[str, Any]) -> str:
+    counts: dict[str, int] = {}
+    for inst in view.get("instances", []):
+        counts[inst["status"]] = counts.get(inst["status"], 0) + 1
+    upgrade = view.get("upgrade")
+    walk = f", UD {upgrade['current_domain']} {upgrade['current_domain_state']}" if upgrade else ""
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{view['slot']}: {view['status']}{walk} ({parts or 'no instances'})"
+
+
+def _finish(
+    client: Client,
+    op: dict[str, Any],
+    *,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+    watch: tuple[str, str] | None = None,
+    done: str = "",
+) -> None:
+    """Wait for an operation (progress on stderr), then print the result."""
+    if no_wait:
+        _emit(op, as_json, lambda: click.echo(f"operation {op['id']} accepted ({op['kind']})"))
+        return
+    last: list[str] = []
+
+    def progress(current: dict[str, Any]) -> None:
+        line = f"{current['kind']}: {current['status']}"
+        if watch is not None and current["status"] == "InProgress":
+            with contextlib.suppress(NotFoundError):
+                line += " — " + _instances_line(client.get_deployment(*watch))
+        if not last or last[-1] != line:
+            last.append(line)
+            if not as_json:
+                click.echo(line, err=True)
+
+    final = client.wait(op["id"], timeout=timeout, progress=progress)
+    _emit(final, as_json, lambda: click.echo(done or f"{final['kind']} succeeded."))
+
+
+def _package_bytes(path: Path, config: Path | None) -> tuple[bytes, str]:
+    """The package bytes and the configuration text for DIR|PKG and --config."""
+    if path.is_dir():
+        cfg = config or find_configuration(path)
+        if cfg is None:
+            raise InputError(f"{path} holds no ServiceConfiguration*.cscfg; pass --config FILE.")
+        with tempfile.TemporaryDirectory(prefix="cumulo-pkg-") as tmp:
+            out = Path(tmp) / "service.cspkg"
+            build_package(path, out, config=cfg)
+            data = out.read_bytes()
+    elif path.is_file():
+        if config is None:
+            raise InputError(f"{path} is a package; pass its configuration with --config FILE.")
+        cfg = config
+        data = path.read_bytes()
+    else:
+        raise InputError(f"{path} does not exist; give a service directory or a .cspkg file.")
+    try:
+        text = cfg.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"{cfg} cannot be read: {exc.strerror or exc}.") from None
+    return data, text
+
+
+def _read_config(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read: {exc.strerror or exc}.") from None
+
+
+# -- services ------------------------------------------------------------------------------------
+
+
+@click.group("service")
+def service() -> None:
+    """Create, list, show and delete cloud services."""
+
+
+@service.command("create")
+@click.argument("name")
+@click.option("--label", default="", help="A label (default: the name).")
+@click.option("--description", default="", help="Up to 1024 characters.")
+@json_option
+def service_create(name: str, label: str, description: str, as_json: bool) -> None:
+    """Create the cloud service NAME."""
+    with _client() as c:
+        record = c.create_service(name, label=label, description=description)
+    _emit(record, as_json, lambda: click.echo(f"service {name} created"))
+
+
+@service.command("list")
+@json_option
+def service_list(as_json: bool) -> None:
+    """List the cloud services."""
+    with _client() as c:
+        services = c.list_services()
+
+    def text() -> None:
+        for s in services:
+            click.echo(s["name"])
+
+    _emit(services, as_json, text)
+
+
+@service.command("show")
+@click.argument("name")
+@json_option
+def service_show(name: str, as_json: bool) -> None:
+    """Show a service and its deployments."""
+    with _client() as c:
+        data = c.get_service(name)
+    _emit(data, as_json, lambda: _print_status(data))
+
+
+@service.command("delete")
+@click.argument("name")
+@json_option
+def service_delete(name: str, as_json: bool) -> None:
+    """Delete a service (refused while it has deployments)."""
+    with _client() as c:
+        c.delete_service(name)
+    _emit({"deleted": name}, as_json, lambda: click.echo(f"service {name} deleted"))
+
+
+# -- deployments ---------------------------------------------------------------------------------
+
+
+@click.command("deploy")
+@click.argument("service_name", metavar="SERVICE")
+@click.argument("source", type=click.Path(path_type=Path), metavar="DIR|PKG")
+@click.option("--config", "config", type=click.Path(path_type=Path), help=".cscfg to deploy.")
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@click.option("--suspended", is_flag=True, help="Create it Suspended (start it later).")
+@click.option("--name", default="", help="Deployment name (default: its id).")
+@click.option("--label", default="")
+@wait_options
+def deploy(
+    service_name: str,
+    source: Path,
+    config: Path | None,
+    slot: str,
+    suspended: bool,
+    name: str,
+    label: str,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Deploy a service directory or package into a slot (creating the service if needed)."""
+    data, configuration = _package_bytes(source, config)
+    with _client() as c:
+        try:
+            c.get_service(service_name)
+        except NotFoundError:
+            c.create_service(service_name)
+        package = c.upload_package(data)["digest"]
+        op = c.create_deployment(
+            service_name,
+            slot,
+            package=package,
+            configuration=configuration,
+            name=name,
+            label=label,
+            start=not suspended,
+        )
+        _finish(
+            c,
+            op,
+            no_wait=no_wait,
+            timeout=timeout,
+            as_json=as_json,
+            watch=(service_name, slot),
+            done=f"deployed {service_name} to {slot}",
+        )
+
+
+def _print_status(data: dict[str, Any]) -> None:
+    click.echo(f"service {data['name']}")
+    deployments = data.get("deployments", [])
+    if not deployments:
+        click.echo("  no deployments")
+    for d in deployments:
+        click.echo(f"  {d['slot']}: {d['status']}  id {d['id']}  revision {d['revision']}")
+        for ep, address in sorted(d.get("vips", {}).items()):
+            click.echo(f"    vip {ep}: {address}")
+        if d.get("upgrade"):
+            u = d["upgrade"]
+            click.echo(
+                f"    {u['type'].lower()} in progress ({u['mode']}): update domain "
+                f"{u['current_domain']} {u['current_domain_state']} of {u['domain_count']}"
+            )
+        for i in d.get("instances", []):
+            fd = "-" if i["fault_domain"] is None else i["fault_domain"]
+            click.echo(
+                f"    {i['id']:<24} {i['status']:<18} UD {i['update_domain']}  FD {fd}"
+                f"  {i.get('host') or ''}"
+            )
+
+
+@click.command("status")
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--slot", type=SLOT, help="Only this slot.")
+@json_option
+def status(service_name: str, slot: str | None, as_json: bool) -> None:
+    """Show a service's deployments: status, VIPs, upgrade state and instances."""
+    with _client() as c:
+        data = c.get_service(service_name)
+    if slot is not None:
+        data["deployments"] = [d for d in data["deployments"] if d["slot"] == slot.lower()]
+    _emit(data, as_json, lambda: _print_status(data))
+
+
+@click.command("swap")
+@click.argument("service_name", metavar="SERVICE")
+@wait_options
+def swap(service_name: str, no_wait: bool, timeout: float, as_json: bool) -> None:
+    """VIP swap: staging becomes production and production becomes staging."""
+    with _client() as c:
+        op = c.swap(service_name)
+        _finish(c, op, no_wait=no_wait, timeout=timeout, as_json=as_json, done="swapped")
+
+
+@click.command("scale")
+@click.argument("service_name", metavar="SERVICE")
+@click.argument("role")
+@click.argument("count", type=click.IntRange(0, 1000))
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@wait_options
+def scale(
+    service_name: str,
+    role: str,
+    count: int,
+    slot: str,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Set the instance count of ROLE."""
+    with _client() as c:
+        op = c.scale(service_name, slot, role, count)
+        _finish(
+            c,
+            op,
+            no_wait=no_wait,
+            timeout=timeout,
+            as_json=as_json,
+            watch=(service_name, slot),
+            done=f"{role} scaled to {count}",
+        )
+
+
+@click.command("config")
+@click.argument("service_name", metavar="SERVICE")
+@click.argument("config_file", type=click.Path(path_type=Path), metavar="F")
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@click.option("--mode", type=MODE, default="auto", show_default=True)
+@wait_options
+def config(
+    service_name: str,
+    config_file: Path,
+    slot: str,
+    mode: str,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Change the configuration (.cscfg) of a deployment."""
+    text = _read_config(config_file)
+    with _client() as c:
+        op = c.change_configuration(service_name, slot, text, mode=mode)
+        _finish(
+            c, op, no_wait=no_wait, timeout=timeout, as_json=as_json, watch=(service_name, slot)
+        )
+
+
+@click.command("upgrade")
+@click.argument("service_name", metavar="SERVICE")
+@click.argument("source", type=click.Path(path_type=Path), metavar="DIR|PKG")
+@click.option("--config", "config_file", type=click.Path(path_type=Path))
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@click.option("--mode", type=MODE, default="auto", show_default=True)
+@click.option("--role", help="Upgrade only this role.")
+@click.option("--force", is_flag=True, help="Allow an upgrade that loses local data.")
+@wait_options
+def upgrade(
+    service_name: str,
+    source: Path,
+    config_file: Path | None,
+    slot: str,
+    mode: str,
+    role: str | None,
+    force: bool,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Upgrade a deployment to a new package (and configuration), update domain by domain."""
+    data, configuration = _package_bytes(source, config_file)
+    with _client() as c:
+        package = c.upload_package(data)["digest"]
+        op = c.upgrade(
+            service_name,
+            slot,
+            package=package,
+            configuration=configuration,
+            mode=mode,
+            role=role,
+            force=force,
+        )
+        _finish(
+            c, op, no_wait=no_wait, timeout=timeout, as_json=as_json, watch=(service_name, slot)
+        )
+
+
+@click.command("walk")
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@click.option("--domain", type=click.IntRange(0, 19), required=True, help="Update domain.")
+@wait_options
+def walk(
+    service_name: str, slot: str, domain: int, no_wait: bool, timeout: float, as_json: bool
+) -> None:
+    """Manual mode: update the next update domain."""
+    with _client() as c:
+        op = c.walk(service_name, slot, domain)
+        _finish(
+            c, op, no_wait=no_wait, timeout=timeout, as_json=as_json, watch=(service_name, slot)
+        )
+
+
+@click.command("rollback")
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@click.option("--mode", type=click.Choice(["auto", "manual"]), default="auto", show_default=True)
+@click.option("--force", is_flag=True)
+@wait_options
+def rollback(
+    service_name: str,
+    slot: str,
+    mode: str,
+    force: bool,
+    no_wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Roll back the upgrade or configuration change in progress."""
+    with _client() as c:
+        op = c.rollback(service_name, slot, mode=mode, force=force)
+        _finish(
+            c, op, no_wait=no_wait, timeout=timeout, as_json=as_json, watch=(service_name, slot)
+        )
+
+
+def _status_command(name: str, wanted: str, help_text: str) -> click.Command:
+    @click.command(name, help=help_text)
+    @click.argument("service_name", metavar="SERVICE")
+    @click.option("--slot", type=SLOT, default="production", show_default=True)
+    @wait_options
+    def command(service_name: str, slot: str, no_wait: bool, timeout: float, as_json: bool) -> None:
+        with _client() as c:
+            op = c.update_status(service_name, slot, wanted)
+            _finish(
+                c,
+                op,
+                no_wait=no_wait,
+                timeout=timeout,
+                as_json=as_json,
+                watch=(service_name, slot),
+            )
+
+    return command
+
+
+suspend = _status_command("suspend", "Suspended", "Suspend a deployment (stop its instances).")
+start = _status_command("start", "Running", "Start a suspended deployment.")
+
+
+@click.command("delete")
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--slot", type=SLOT, help="Delete only this slot's deployment.")
+@wait_options
+def delete(
+    service_name: str, slot: str | None, no_wait: bool, timeout: float, as_json: bool
+) -> None:
+    """Delete a deployment (--slot), or every deployment and then the service."""
+    with _client() as c:
+        slots = [slot] if slot else [d["slot"] for d in c.get_service(service_name)["deployments"]]
+        for s in slots:
+            op = c.delete_deployment(service_name, s)
+            _finish(c, op, no_wait=no_wait, timeout=timeout, as_json=as_json, done=f"{s} deleted")
+        if slot is None and not no_wait:
+            c.delete_service(service_name)
+            if not as_json:
+                click.echo(f"service {service_name} deleted")
+
+
+# -- instances -----------------------------------------------------------------------------------
+
+
+@click.group("instance")
+def instance() -> None:
+    """Reboot, reimage, rebuild or delete one role instance."""
+
+
+def _instance_command(action: str, help_text: str) -> click.Command:
+    @instance.command(action, help=help_text)
+    @click.argument("service_name", metavar="SERVICE")
+    @click.argument("instance_id", metavar="INSTANCE")
+    @click.option("--slot", type=SLOT, default="production", show_default=True)
+    @wait_options
+    def command(
+        service_name: str,
+        instance_id: str,
+        slot: str,
+        no_wait: bool,
+        timeout: float,
+        as_json: bool,
+    ) -> None:
+        with _client() as c:
+            if action == "delete":
+                op = c.delete_instances(service_name, slot, [instance_id])
+            else:
+                op = c.instance_action(service_name, slot, instance_id, action)
+            _finish(c, op, no_wait=no_wait, timeout=timeout, as_json=as_json)
+
+    return command
+
+
+_instance_command("reboot", "Restart the instance's processes; its disks are kept.")
+_instance_command("reimage", "Fresh approot; local storage kept (Azure's reimage).")
+_instance_command("rebuild", "Fresh approot and every local resource wiped.")
+_instance_command("delete", "Remove the instance; its role's instance count drops by one.")
+
+
+# -- events and operations -----------------------------------------------------------------------
+
+
+@click.command("events")
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--slot", type=SLOT)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events.")
+@json_option
+def events(service_name: str, slot: str | None, follow: bool, as_json: bool) -> None:
+    """The service's event history (operations, swaps, instance events)."""
+    with _client() as c:
+        source = (
+            c.follow_events(service_name, slot=slot)
+            if follow
+            else iter(c.events(service_name, slot=slot))
+        )
+        for event in source:
+            if as_json:
+                click.echo(json.dumps(event, sort_keys=True))
+            else:
+                fields = " ".join(f"{k}={v}" for k, v in sorted(event["fields"].items()))
+                where = event.get("slot") or "-"
+                click.echo(f"{event['seq']:>6} {where:<10} {event['name']} {fields}".rstrip())
+            sys.stdout.flush()
+
+
+@click.group("operation")
+def operation() -> None:
+    """Look at an asynchronous operation."""
+
+
+@operation.command("show")
+@click.argument("operation_id", metavar="ID")
+@json_option
+def operation_show(operation_id: str, as_json: bool) -> None:
+    """Show an operation's status (InProgress, Succeeded, Failed + error)."""
+    with _client() as c:
+        op = c.get_operation(operation_id)
+
+    def text() -> None:
+        click.echo(f"{op['id']} {op['kind']} {op['status']}")
+        if op.get("error"):
+            click.echo(f"  {op['error']['code']}: {op['error']['message']}")
+
+    _emit(op, as_json, text)
+
+
+@operation.command("wait")
+@click.argument("operation_id", metavar="ID")
+@click.option("--timeout", type=float, default=3600.0, show_default=True)
+@json_option
+def operation_wait(operation_id: str, timeout: float, as_json: bool) -> None:
+    """Wait until an operation finishes; fail with its error if it failed."""
+    with _client() as c:
+        op = c.get_operation(operation_id)
+        _finish(c, op, no_wait=False, timeout=timeout, as_json=as_json)
+
+
+COMMANDS: list[click.Command] = [
+    service,
+    deploy,
+    status,
+    swap,
+    scale,
+    config,
+    upgrade,
+    walk,
+    rollback,
+    suspend,
+    start,
+    delete,
+    instance,
+    events,
+    operation,
+]
