@@ -77,6 +77,7 @@ class HostAgent:
             runtime_path=str(runtime_path),
             interpreter=runtime.role_interpreter(),
             emit=self.emit,
+            host_id=self.host_id,
         )
         self._adopt_all()
         self.emit("host.started", None, host=self.host_id, adopted=len(self.guests))

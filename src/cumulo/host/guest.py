@@ -74,6 +74,7 @@ class HostContext:
     runtime_path: str
     interpreter: str
     emit: Emit
+    host_id: str = "host-0"
     rand: Callable[[], float] = random.random
 
 
@@ -411,10 +412,13 @@ class Guest:
         Path(self.paths.socket).parent.mkdir(parents=True, exist_ok=True)
         os.chmod(Path(self.paths.socket).parent, 0o711)
         self.limits.value = limits_mod.create(
-            safe_name(self.key), spec.limits, use_cgroups=self.ctx.settings.use_cgroups
+            self._cgroup_name(), spec.limits, use_cgroups=self.ctx.settings.use_cgroups
         )
         (self.root / "spec.json").write_text(spec.dumps())
         self._prepared = True
+
+    def _cgroup_name(self) -> str:
+        return safe_name(f"{self.ctx.host_id}.{self.key}")
 
     async def _open_channel(self) -> None:
         if self.channel is not None:
@@ -876,7 +880,7 @@ class Guest:
         self._prepared = True
         self.run_as = users.for_context(self.spec.execution_context, self.ctx.settings.role_user)
         self.limits.value = limits_mod.create(
-            safe_name(self.key), self.spec.limits, use_cgroups=self.ctx.settings.use_cgroups
+            self._cgroup_name(), self.spec.limits, use_cgroups=self.ctx.settings.use_cgroups
         )
         self.history = RestartHistory(
             consecutive=int(record.get("consecutive", 0)), total=int(record.get("restarts", 0))

@@ -45,12 +45,20 @@ Handler = Callable[[dict[str, Any]], None]
 class Connection:
     """One connection to the agent with a reader thread that dispatches pushes to ``handler``."""
 
-    def __init__(self, path: str, handler: Handler, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: str,
+        handler: Handler,
+        *,
+        timeout: float = 10.0,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.settimeout(timeout)
         self._sock.connect(path)
         self._sock.settimeout(None)
         self._handler = handler
+        self._on_close = on_close
         self._lock = threading.Lock()
         self._file = self._sock.makefile("rb")
         self.closed = threading.Event()
@@ -75,6 +83,8 @@ class Connection:
             pass
         finally:
             self.closed.set()
+            if self._on_close is not None:
+                self._on_close()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):

@@ -158,6 +158,8 @@ class _RoleEnvironment:
         self._failed: str | None = None
         self._on_stop: Callable[[], None] | None = None
         self._after_stop: Callable[[], None] | None = None
+        self._entry_point = False
+        self._reconnecting = False
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self, *, entry_point: bool = False, timeout: float = 10.0) -> bool:
@@ -173,8 +175,13 @@ class _RoleEnvironment:
                 return False
             try:
                 self._env_ready.clear()
-                self._conn = _transport.Connection(path, self._dispatch, timeout=timeout)
-                self._conn.send({"op": "hello", "pid": os.getpid(), "entry_point": entry_point})
+                self._entry_point = self._entry_point or entry_point
+                self._conn = _transport.Connection(
+                    path, self._dispatch, timeout=timeout, on_close=self._connection_lost
+                )
+                self._conn.send(
+                    {"op": "hello", "pid": os.getpid(), "entry_point": self._entry_point}
+                )
             except OSError as exc:
                 self._failed = (
                     f"The role environment is not available: cannot reach the agent at "
@@ -187,6 +194,25 @@ class _RoleEnvironment:
             return False
         self._failed = None
         return True
+
+    def _connection_lost(self) -> None:
+        """The agent went away (e.g. it restarts): reconnect in the background, for ever."""
+        if self._reconnecting or self._env is None:
+            return
+        self._reconnecting = True
+
+        def reconnect() -> None:
+            delay = 0.1
+            try:
+                while True:
+                    threading.Event().wait(delay)
+                    if self._connect(timeout=5.0):
+                        return
+                    delay = min(2.0, delay * 2)
+            finally:
+                self._reconnecting = False
+
+        threading.Thread(target=reconnect, name="cumulo-sdk-reconnect", daemon=True).start()
 
     def _require(self) -> dict[str, Any]:
         if self._env is None and not self._connect():
