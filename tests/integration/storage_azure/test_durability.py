@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
@@ -73,3 +74,22 @@ def test_orphan_files_of_an_uncommitted_upload_are_swept(storage_process: Storag
     files = [p.name for p in (storage_process.data_dir / "blobs").rglob("*") if p.is_file()]
     assert "zzorphan" not in files
     assert len(files) == 2
+
+
+def test_acknowledged_entity_inserts_survive_kill_9(storage_process: StorageProcess) -> None:
+    ep = storage_process.start()
+    svc = TableServiceClient.from_connection_string(ep.connection_string())
+    table = svc.create_table("durable")
+    for i in range(100):
+        table.create_entity({"PartitionKey": "p", "RowKey": f"{i:03d}", "n": i})
+    table.submit_transaction(
+        [("create", {"PartitionKey": "q", "RowKey": str(i), "n": i}) for i in range(50)]
+    )
+    storage_process.kill9()
+
+    ep = storage_process.start()
+    table = TableServiceClient.from_connection_string(ep.connection_string()).get_table_client(
+        "durable"
+    )
+    assert sorted(e["n"] for e in table.query_entities("PartitionKey eq 'p'")) == list(range(100))
+    assert len(list(table.query_entities("PartitionKey eq 'q'"))) == 50

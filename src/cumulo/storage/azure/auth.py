@@ -176,6 +176,8 @@ class Need:
     blob: str | None = None
     queue: str | None = None
     table: str | None = None
+    all_perms: str = ""
+    """Letters that must all be granted (e.g. an upsert needs both add and update)."""
     anonymous: bool = False
     """True when the resource is publicly readable (a blob container's public access level)."""
 
@@ -241,6 +243,10 @@ def _check_common(q: Mapping[str, str], now: datetime, peer: str) -> None:
             )
 
 
+def _granted(sp: str, any_of: str, all_of: str) -> bool:
+    return any(p in sp for p in any_of) and all(p in sp for p in all_of)
+
+
 def _letter(service: str) -> str:
     return {"blob": "b", "queue": "q", "table": "t"}[service]
 
@@ -269,7 +275,7 @@ def check_account_sas(
             "AuthorizationResourceTypeMismatch",
             "This request is not authorized to perform this operation using this resource type.",
         )
-    if not any(p in q.get("sp", "") for p in need.perms):
+    if not _granted(q.get("sp", ""), need.perms, need.all_perms):
         raise _denied(
             "AuthorizationPermissionMismatch",
             "This request is not authorized to perform this operation using this permission.",
@@ -340,7 +346,7 @@ def check_service_sas(
         raise _auth_failed("The SAS signature does not match.")
     _check_common(q, now, peer)
     perms = need.service_perms if need.service_perms is not None else need.perms
-    if not any(p in q.get("sp", "") for p in perms):
+    if not _granted(q.get("sp", ""), perms, need.all_perms):
         raise _denied(
             "AuthorizationPermissionMismatch",
             "This request is not authorized to perform this operation using this permission.",
