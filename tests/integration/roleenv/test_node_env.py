@@ -111,7 +111,7 @@ def test_a_broken_node_dependency_gives_npms_output_and_nothing_published(
     assert list((fresh_cache / "node").iterdir()) == []
 
 
-def test_the_roles_own_lifecycle_scripts_do_not_run_in_the_shared_environment(
+def test_the_roles_own_scripts_and_npmrc_stay_out_of_the_shared_environment(
     tmp_path: Path, fresh_cache: Path, npm_cache: Path, make_role: MakeRole
 ) -> None:
     package = {
@@ -119,8 +119,14 @@ def test_the_roles_own_lifecycle_scripts_do_not_run_in_the_shared_environment(
         "scripts": {"postinstall": "node setup.js", "start": "node worker.js"},
         "dependencies": {"is-number": "7.0.0"},
     }
-    role = make_role(tmp_path, "Scripted", {"package.json": json.dumps(package)})
+    role = make_role(
+        tmp_path,
+        "Scripted",
+        {"package.json": json.dumps(package), ".npmrc": "//npm.corp.test/:_authToken=SECRET\n"},
+    )
     options = roleenv.BuildOptions(npm=roleenv.NpmOptions(offline=True, cache_dir=str(npm_cache)))
     (env,) = roleenv.ensure(role, fresh_cache, options)
     assert env.node_modules is not None and (env.node_modules / "is-number").is_dir()
     assert "scripts" not in json.loads((env.path / "package.json").read_text())
+    # The role's .npmrc (it may hold a token) served the build and is not left readable.
+    assert not (env.path / ".npmrc").exists()

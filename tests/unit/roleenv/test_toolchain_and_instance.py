@@ -12,6 +12,7 @@ import pytest
 from cumulo.clock import FakeClock
 from cumulo.host import roleenv
 from cumulo.host.roleenv._tools import build_environment, run_tool
+from cumulo.host.roleenv.errors import redact
 from cumulo.host.roleenv.toolchain import probe_python, resolve_role_python
 
 
@@ -152,3 +153,20 @@ def test_ensure_retrying_does_not_retry_input_errors() -> None:
     with pytest.raises(roleenv.RoleDependenciesError):
         asyncio.run(roleenv.ensure_retrying("/r", "/c", clock=clock, build=bad))
     assert clock.slept == []
+
+
+def test_credentials_in_urls_never_reach_messages() -> None:
+    err = roleenv.EnvironmentBuildError(
+        role="Web",
+        kind="python",
+        digest="d1",
+        command=["pip", "--index-url", "https://me:s3cret@pypi.corp.test/simple"],
+        returncode=1,
+        output_tail="Looking in indexes: https://me:s3cret@pypi.corp.test/simple",
+        log_path=None,
+    )
+    assert "s3cret" not in err.message and "s3cret" not in err.output_tail
+    assert "https://***@pypi.corp.test/simple" in err.message
+    assert redact("see git+ssh://git@host/x and https://host/y") == (
+        "see git+ssh://***@host/x and https://host/y"
+    )

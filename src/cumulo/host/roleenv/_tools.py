@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cumulo.host.roleenv.errors import redact
+
 TAIL_LINES = 40
 TAIL_CHARS = 4000
 _STRIPPED_PREFIXES = ("PIP_", "PYTHON", "NPM_CONFIG_", "VIRTUAL_ENV", "NODE_OPTIONS", "NODE_PATH")
@@ -77,7 +79,7 @@ def run_tool(
     started = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        log.write(f"$ {' '.join(argv)}   (in {cwd})\n".encode())
+        log.write(f"$ {redact(' '.join(argv))}   (in {cwd})\n".encode())
         log.flush()
         try:
             proc = subprocess.Popen(

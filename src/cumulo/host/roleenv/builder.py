@@ -42,7 +42,7 @@ from cumulo.host.roleenv.detect import (
     detect,
 )
 from cumulo.host.roleenv.digest import NodeToolchain, PythonToolchain, node_digest, python_digest
-from cumulo.host.roleenv.errors import EnvironmentBuildError, RoleDependenciesError
+from cumulo.host.roleenv.errors import EnvironmentBuildError, RoleDependenciesError, redact
 from cumulo.host.roleenv.layout import KINDS, MARKER, CacheLayout, is_attempt_of
 from cumulo.host.roleenv.options import BuildOptions
 from cumulo.host.roleenv.retry import RetryPolicy, RetryState
@@ -464,7 +464,12 @@ def _build_node(
     env["PATH"] = str(Path(toolchain.node).parent) + os.pathsep + env["PATH"]
     verb = "ci" if req.lock is not None else "install"
     argv = [toolchain.npm, verb, *options.npm.arguments()]
-    _run(planned, role, argv, cwd=target, env=env, options=options, log_path=log_path)
+    try:
+        _run(planned, role, argv, cwd=target, env=env, options=options, log_path=log_path)
+    finally:
+        # A role's .npmrc may hold a registry token: it served the build, and must not stay
+        # in a directory every limited role can read.
+        (target / ".npmrc").unlink(missing_ok=True)
     (target / "node_modules").mkdir(exist_ok=True)
 
 
@@ -482,7 +487,9 @@ def _write_marker(
         "built_for": {"role": role, "role_dir": str(role_dir)},
         "declaration": [f.path for f in planned.requirements.files],
         "toolchain": asdict(planned.toolchain),
-        "options": asdict(options.pip) if planned.kind == "python" else asdict(options.npm),
+        "options": json.loads(
+            redact(json.dumps(asdict(options.pip if planned.kind == "python" else options.npm)))
+        ),
         "built_at": time.time(),
         "seconds": round(seconds, 3),
     }

@@ -12,9 +12,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from cumulo.errors import InputError, InternalError, TemporaryError
+
+_CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``https://user:secret@host/`` -> ``https://***@host/`` (for logs, errors and records)."""
+    return _CREDENTIALS.sub(r"\1***@", text)
 
 
 class RoleDependenciesError(InputError):
@@ -50,9 +58,9 @@ class EnvironmentBuildError(TemporaryError):
         self.role = role
         self.kind = kind
         self.digest = digest
-        self.command = tuple(command)
+        self.command = tuple(redact(part) for part in command)
         self.returncode = returncode
-        self.output_tail = output_tail
+        self.output_tail = redact(output_tail)
         self.log_path = log_path
         tool = "pip" if kind == "python" else "npm"
         if reason is None:
@@ -63,6 +71,6 @@ class EnvironmentBuildError(TemporaryError):
         )
         if log_path:
             head += f" Full output: {log_path}."
-        tail = output_tail.rstrip()
+        tail = self.output_tail.rstrip()
         message = head + (f"\nLast lines of {tool}'s output:\n{tail}" if tail else "")
         super().__init__(message, retry_after=retry_after)
