@@ -164,7 +164,8 @@ def _make_directories(layout: CacheLayout) -> None:
     for directory in layout.directories:
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
-            os.chmod(directory, DIR_MODE)
+            # Build output is for the operator, not for every limited role on the host.
+            os.chmod(directory, 0o700 if directory.name == "logs" else DIR_MODE)
 
 
 @contextlib.contextmanager

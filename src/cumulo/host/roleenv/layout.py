@@ -8,7 +8,7 @@
       node/<digest>                      symlink -> <digest>-<nonce>
       node/<digest>-<nonce>/             package.json, lock, node_modules/, cumulo-env.json
       locks/<kind>-<digest>.lock         fcntl lock files (one per environment)
-      logs/<kind>-<digest>-<nonce>.log   full pip/npm output of each build attempt
+      logs/<kind>-<digest>-<nonce>.log   full pip/npm output of recent attempts (0700)
       builds.jsonl                       one JSON line per build attempt (the build log)
 
 Why a symlink and not a renamed directory: a virtual environment cannot be moved once pip has
