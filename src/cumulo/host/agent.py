@@ -183,7 +183,10 @@ class HostAgent:
                     result["stopped"].append(key)
             for key, spec in desired.items():
                 current = self.guests.get(key)
-                if current is None or current.removed:
+                if current is None and key not in self._pending:
+                    self._create_now(spec)  # visible (StartingRole) as soon as apply answers
+                    result["started"].append(key)
+                elif current is None or current.removed:
                     self._chain(key, self._create(spec))
                     result["started"].append(key)
                 elif current.spec == spec:
@@ -230,6 +233,9 @@ class HostAgent:
         return Placement(address, ports)
 
     async def _create(self, spec: InstanceSpec) -> None:
+        self._create_now(spec)
+
+    def _create_now(self, spec: InstanceSpec) -> None:
         assert self.ctx is not None
         placement = self._placement(spec)
         guest = Guest(self.ctx, spec, placement)

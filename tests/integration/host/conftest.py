@@ -113,6 +113,14 @@ async def running_agent(
         await agent.close()
 
 
+def shared(data_dir: Path) -> Path:
+    """A directory both the test and a limited role can write (under the 0711 data dir)."""
+    d = data_dir / "shared"
+    d.mkdir(exist_ok=True)
+    os.chmod(d, 0o777)
+    return d
+
+
 def write_role(root: Path, files: dict[str, str]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
