@@ -17,6 +17,7 @@ import json
 import os
 import re
 import stat
+import struct
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -37,6 +38,18 @@ from cumulo.model.validate import AZURE_LIMITS, Limits
 from cumulo.package.build import FORMAT, MANIFEST_NAME
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# What zipfile raises on damaged archives (it is not consistent about it).
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    struct.error,
+    zlib.error,
+    UnicodeDecodeError,
+)
 
 
 @dataclass(frozen=True)
@@ -126,7 +139,7 @@ def _check_name(pkg: str, name: str) -> str | None:
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, pkg: str, lim: PackageLimits) -> bytes:
     try:
         return _inflate(zf, info, pkg, lim)
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+    except _ZIP_ERRORS as exc:
         raise PackageError(f"{pkg}: entry '{info.filename}' is corrupt ({exc}).") from None
 
 
@@ -180,7 +193,7 @@ def open_package(
         )
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except _ZIP_ERRORS as exc:
         raise PackageError(f"{pkg} is not a zip archive ({exc}).") from None
     with zf:
         infos = zf.infolist()
