@@ -59,7 +59,7 @@ def kill_leftovers(data_dir: Path) -> None:
     for record_file in data_dir.glob("instances/*/record.json"):
         with contextlib.suppress(OSError, ValueError):
             record = json.loads(record_file.read_text())
-            pids = [record.get("main") or {}] + list(record.get("tasks") or [])
+            pids = [record.get("main") or {}, *list(record.get("tasks") or [])]
             for item in pids:
                 if item.get("pid"):
                     with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -215,7 +215,7 @@ def test_no_orphan_after_kill_9_of_the_main_process(
         async with running_agent(data_dir, host_id) as agent:
             await agent.apply([s])
             tail = await wait_for(
-                lambda: [l for l in observed(agent, s.key)["log_tail"] if l.startswith("child ")]
+                lambda: [x for x in observed(agent, s.key)["log_tail"] if x.startswith("child ")]
             )
             child = int(tail[0].split()[1])
             pid = observed(agent, s.key)["pid"]
