@@ -108,7 +108,7 @@ def parse_xml(data: bytes, filename: str, max_bytes: int = MAX_XML_BYTES) -> Nod
     except expat.ExpatError as exc:
         reason = expat.errors.messages.get(exc.code, str(exc)) if exc.code else str(exc)
         return Problem(filename, exc.lineno, f"is not well-formed XML: {reason}.")
-    except (UnicodeError, ValueError) as exc:
+    except (UnicodeError, ValueError, LookupError) as exc:
         return Problem(filename, None, f"cannot be read as XML text: {exc}.")
     if not root:
         return Problem(filename, None, "holds no XML element.")
