@@ -308,7 +308,8 @@ configurations = st.builds(
     network=st.none() | network,
 )
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FEWER = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
@@ -327,7 +328,7 @@ def test_configuration_round_trip(sc: ServiceConfiguration) -> None:
     assert back == sc
 
 
-@SETTINGS
+@FEWER
 @given(definitions(), configurations)
 def test_validate_is_total_and_diff_of_self_is_empty(
     sd: ServiceDefinition, sc: ServiceConfiguration
@@ -390,7 +391,7 @@ def _endpoint_mutations(role: Role) -> list[Role]:
     return out
 
 
-@SETTINGS
+@FEWER
 @given(definitions(), configurations, st.data())
 def test_endpoint_number_or_type_change_never_allows_vip_swap(
     sd: ServiceDefinition, sc: ServiceConfiguration, data: st.DataObject
