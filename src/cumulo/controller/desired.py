@@ -123,6 +123,55 @@ def read_package_definition(data: bytes) -> bytes:
         ) from None
 
 
+# -- sources: which package and configuration produced a role version -------------------------
+
+
+def version_key(version: RoleVersion) -> str:
+    return f"{version.code}.{version.settings}"
+
+
+def with_source(
+    document: dict[str, Any],
+    previous: Any,
+    dep: DesiredDeployment,
+    *,
+    package: str | None = None,
+    configuration: str | None = None,
+) -> dict[str, Any]:
+    """``document`` plus the ``sources`` list: each (package, configuration) that produced a role
+    version still in use (current, or the ``previous`` of a walk), so a host can be given the
+    full spec of an instance that a walk has not reached yet. ``package``/``configuration`` add
+    the source of the versions now in ``dep``."""
+    sources: list[dict[str, Any]] = [dict(s) for s in previous or []]
+    if package is not None and configuration is not None:
+        sources.append(
+            {
+                "package": package,
+                "configuration": configuration,
+                "versions": {r.name: version_key(r.version) for r in dep.roles},
+            }
+        )
+    used = {(r.name, version_key(r.version)) for r in dep.roles}
+    if dep.walk is not None:
+        used |= {(name, version_key(v)) for name, v in dep.walk.previous.items()}
+    kept: list[dict[str, Any]] = []
+    for source in reversed(sources):  # newest first wins
+        in_use = any((name, key) in used for name, key in source["versions"].items())
+        if in_use and source not in kept:
+            kept.append(source)
+    document["sources"] = list(reversed(kept))
+    return document
+
+
+def source_for(document: dict[str, Any], role: str, version: RoleVersion) -> tuple[str, str] | None:
+    """(package digest, configuration text) that produced ``version`` of ``role``, if known."""
+    key = version_key(version)
+    for source in reversed(document.get("sources") or []):
+        if source.get("versions", {}).get(role) == key:
+            return str(source["package"]), str(source["configuration"])
+    return None
+
+
 # -- JSON documents --------------------------------------------------------------------------
 
 

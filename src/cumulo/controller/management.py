@@ -42,6 +42,7 @@ from cumulo.log import get_logger
 from cumulo.model.parse import parse_configuration, parse_definition
 from cumulo.model.service import Service, service_from_bytes
 from cumulo.model.xmlwrite import configuration_to_xml
+from cumulo.package.read import open_package
 from cumulo.storage.store.protocol import Store
 from cumulo.storage.store.records import (
     DeploymentRecord,
@@ -121,9 +122,10 @@ class Management:
     # -- packages ------------------------------------------------------------------------------
 
     def upload_package(self, data: bytes) -> PackageInfo:
-        definition = desired_mod.read_package_definition(data)
-        # Parse now, so a broken package is refused at upload with its problems.
-        parse_definition(definition)
+        # Verify every entry and digest, and parse the definition, so a broken or hostile
+        # package is refused at upload with a sentence.
+        package = open_package(data, name="the uploaded package")
+        parse_definition(package.read(desired_mod.DEFINITION_ENTRY))
         return self.store.put_package(data)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -192,18 +194,32 @@ class Management:
         self.wake()
         return op
 
-    def _write(self, record: DeploymentRecord, dep: DesiredDeployment, **extra: Any) -> None:
+    def write(self, record: DeploymentRecord, dep: DesiredDeployment) -> None:
+        """Write a desired deployment the loop changed (a walk step), keeping its sources."""
+        self._write(record, dep)
+
+    def _write(
+        self,
+        record: DeploymentRecord,
+        dep: DesiredDeployment,
+        *,
+        source: tuple[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        """Write ``dep`` (and, for an update, the package and configuration it came from)."""
+        document = desired_mod.with_source(
+            desired_mod.to_document(dep),
+            record.document.get("sources"),
+            dep,
+            package=source[0] if source else None,
+            configuration=source[1] if source else None,
+        )
         self.store.update_deployment(
-            record.id,
-            expect_revision=record.revision,
-            document=desired_mod.to_document(dep),
-            **extra,
+            record.id, expect_revision=record.revision, document=document, **extra
         )
 
     def _load_service(self, package_digest: str, configuration: str) -> Service:
-        data = self.store.get_package(package_digest)
-        definition = desired_mod.read_package_definition(data)
-        return service_from_bytes(definition, configuration.encode())
+        return load_model(self.store.get_package(package_digest), configuration)
 
     def _check_certificates(self, service: str, model: Service) -> None:
         have = {c.thumbprint for c in self.store.list_certificates(service)}
@@ -261,7 +277,13 @@ class Management:
                 status=RUNNING if start else SUSPENDED,
                 package_digest=package_digest,
                 configuration=configuration,
-                document=desired_mod.to_document(dep),
+                document=desired_mod.with_source(
+                    desired_mod.to_document(dep),
+                    [],
+                    dep,
+                    package=package_digest,
+                    configuration=configuration,
+                ),
             )
         )
         return self._operation(Kind.CREATE_DEPLOYMENT, record, service=service, slot=slot_.value)
@@ -354,7 +376,12 @@ class Management:
             now=self.clock.wall(),
             instance_timeout=instance_timeout,
         )
-        self._write(record, new, configuration=configuration)
+        self._write(
+            record,
+            new,
+            source=(record.package_digest, configuration),
+            configuration=configuration,
+        )
         return self._operation(
             Kind.CHANGE_CONFIGURATION,
             record,
@@ -436,7 +463,13 @@ class Management:
             instance_timeout=instance_timeout,
             force=force,
         )
-        self._write(record, new, configuration=config_text, package_digest=package_digest)
+        self._write(
+            record,
+            new,
+            source=(package_digest, config_text),
+            configuration=config_text,
+            package_digest=package_digest,
+        )
         return self._operation(
             Kind.UPGRADE,
             record,
@@ -533,3 +566,14 @@ class Management:
             slot=record.slot,
             request={"instance": instance, "action": action},
         )
+
+
+def load_model(package: bytes, configuration: str) -> Service:
+    """The validated service of a stored package with a configuration (site apps decided from
+    the package's files)."""
+    pkg = open_package(package, name="the package")
+    return service_from_bytes(
+        pkg.read(desired_mod.DEFINITION_ENTRY),
+        configuration.encode(),
+        files=dict(pkg.contents),
+    )
