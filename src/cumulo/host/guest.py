@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -134,7 +135,7 @@ class Guest:
             approot=str(self.root / "approot"),
             temp=str(self.root / "temp"),
             logs=str(self.root / "logs"),
-            socket=str(sock_dir / f"{abs(hash(self.key)) % 10**12:012d}.sock"),
+            socket=str(sock_dir / f"{hashlib.sha1(self.key.encode()).hexdigest()[:16]}.sock"),
             local={lr.name: str(self.root / "local" / lr.name) for lr in spec.local_resources},
         )
         initial = S.STARTING
