@@ -55,12 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     stopped: list[bool] = []
 
     def on_stop_once() -> None:
+        # Held while on_stop runs: the main thread, whose run() returns when stop_requested is
+        # set, waits here instead of ending the process in the middle of on_stop.
         with stop_lock:
             if stopped:
                 return
             stopped.append(True)
-        role.stop_requested.set()
-        role.on_stop()
+            role.stop_requested.set()
+            role.on_stop()
 
     connected = RoleEnvironment._connect(entry_point=True)
     if connected:
