@@ -190,11 +190,12 @@ def parse_ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def wrk(port: int, duration: float, conns: int) -> dict[str, float]:
+def wrk(port: int, duration: float, conns: int, fresh: bool = False) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/"
-    subprocess.run(["wrk", "-t1", f"-c{conns}", "-d1s", url], capture_output=True)
+    close = ["-H", "Connection: close"] if fresh else []
+    subprocess.run(["wrk", "-t1", f"-c{conns}", "-d1s", *close, url], capture_output=True)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s", "--latency", url],
+        ["wrk", "-t1", f"-c{conns}", f"-d{int(duration)}s", "--latency", *close, url],
         capture_output=True,
         text=True,
     ).stdout
@@ -239,6 +240,9 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--variants", action="store_true", help="also the asyncio loop and workers")
     ap.add_argument("--no-transfer", action="store_true")
+    ap.add_argument(
+        "--fresh", action="store_true", help="also measure a new connection per request"
+    )
     args = ap.parse_args()
     ensure_tools()
     procs = Procs()
@@ -261,6 +265,7 @@ def main() -> None:
             flush=True,
         )
         results: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+        fresh: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
         for rnd in range(args.rounds):
             order = list(configs)
             random.shuffle(order)
@@ -272,16 +277,21 @@ def main() -> None:
                 r["cpu_us"] = cpu / (r["rps"] * args.duration) * 1e6 if pids else float("nan")
                 r["mbs"] = float("nan") if args.no_transfer else transfer(port)
                 results[name].append(r)
+                if args.fresh:
+                    fresh[name].append(wrk(port, args.duration, 16, fresh=True))
             line = "  ".join(f"{n.split(' (')[0][:6]}:{results[n][-1]['rps']:.0f}" for n in configs)
             print(f"round {rnd + 1}: req/s {line}", flush=True)
         print(f"after:  {uptime()}\n")
         report(results)
+        if args.fresh:
+            print("\nnew connection per request (wrk -t1 -c16 -H 'Connection: close'):")
+            report(fresh, goal=False)
     finally:
         procs.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(results: dict[str, list[dict[str, float]]]) -> None:
+def report(results: dict[str, list[dict[str, float]]], goal: bool = True) -> None:
     med = statistics.median
     ref = results["haproxy tcp"]
     head = (
@@ -297,19 +307,27 @@ def report(results: dict[str, list[dict[str, float]]]) -> None:
 
         def ratio(key: str, runs: list[dict[str, float]] = runs) -> float:
             return med(
-                [r[key] / h[key] for r, h in zip(runs, ref, strict=True) if h[key] == h[key]]
+                [
+                    r[key] / h[key]
+                    for r, h in zip(runs, ref, strict=True)
+                    if key in h and h[key] == h[key] and h[key]
+                ]
                 or [float("nan")]
             )
 
+        nan = float("nan")
+        mbs = med(r.get("mbs", nan) for r in runs)
+        cpu = med(r.get("cpu_us", nan) for r in runs)
         print(
             f"{name:28} {med(r['rps'] for r in runs):8.0f} {med(r['p50'] for r in runs):7.2f} "
-            f"{med(r['p99'] for r in runs):7.2f} {med(r['mbs'] for r in runs):7.0f} "
-            f"{med(r['cpu_us'] for r in runs):10.1f} {ratio('rps'):8.2f} {ratio('p99'):6.2f} "
-            f"{ratio('mbs'):8.2f}"
+            f"{med(r['p99'] for r in runs):7.2f} {mbs:7.0f} {cpu:10.1f} "
+            f"{ratio('rps'):8.2f} {ratio('p99'):6.2f} {ratio('mbs'):8.2f}"
         )
         errs = sum(r["errors"] for r in runs)
         if errs:
             print(f"{'':28} ({errs:.0f} runs reported socket errors or non-2xx answers)")
+    if not goal:
+        return
     lb = results["cumulo lb (uvloop)"]
     rps_ratio = med([r["rps"] / h["rps"] for r, h in zip(lb, ref, strict=True)])
     p99_ratio = med([r["p99"] / h["p99"] for r, h in zip(lb, ref, strict=True)])

@@ -95,6 +95,11 @@ def serve(
     from cumulo.lb.server import LbSettings, LoadBalancer
 
     secret = _token(token, token_file)
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # two descriptors per proxied connection
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     host, port = _hostport(api)
     addresses = {"production": production_address, "staging": staging_address}
     initial = None

@@ -80,13 +80,26 @@ class Listener:
             self.sock.close()
 
 
+def candidate_ports(port: int, attempts: int = 100) -> list[int]:
+    """The ports tried for a declared public port, in order: the port itself, then the next ones
+    (80 -> 81 -> 82, as Azure's compute emulator walked). 0 means any free port."""
+    if port == 0:
+        return [0]
+    return list(range(port, min(port + attempts, 65536)))
+
+
 def bind_walking(
     address: str, port: int, *, attempts: int = 100, reuse_port: bool = False
 ) -> socket.socket:
     """A listening socket on ``address`` at ``port`` or, when that port is taken or not permitted,
-    the next free one (as Azure's compute emulator did); port 0 takes any free port."""
+    the next free one (``candidate_ports``). A privileged port (< 1024) refused to a non-root
+    process continues at port + 8000 (80 -> 8080, 443 -> 8443)."""
     last: OSError | None = None
-    for candidate in [0] if port == 0 else range(port, min(port + attempts, 65536)):
+    candidates = candidate_ports(port, attempts)
+    i = 0
+    while i < len(candidates):
+        candidate = candidates[i]
+        i += 1
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -100,6 +113,9 @@ def bind_walking(
             sock.close()
             if exc.errno not in (errno.EADDRINUSE, errno.EACCES, errno.EPERM):
                 raise
+            if exc.errno != errno.EADDRINUSE and candidate < 1024:
+                candidates = candidate_ports(candidate + 8000, attempts)
+                i = 0
             last = exc
     raise last or OSError(errno.EADDRINUSE, f"no free port from {port} on {address}")
 
@@ -124,7 +140,7 @@ class ClientConn(asyncio.Protocol):
         "replay",
         "replay_size",
         "route",
-        "touched",
+        "seen",
         "transport",
         "tried",
     )
@@ -143,7 +159,7 @@ class ClientConn(asyncio.Protocol):
         self.backend_eof = False
         self.closed = False
         self.connecting: asyncio.Task[None] | None = None
-        self.touched = True
+        self.seen = -1
         self.last = 0.0
         self.bytes_in = 0
         self.bytes_out = 0
@@ -164,7 +180,6 @@ class ClientConn(asyncio.Protocol):
         self._connect_next()
 
     def data_received(self, data: bytes) -> None:
-        self.touched = True
         self.bytes_in += len(data)
         bt = self.backend_transport
         if bt is not None:
@@ -307,7 +322,6 @@ class BackendConn(asyncio.Protocol):
         if not self.relayed:
             self.relayed = True
             client.replay = None  # the backend answered: this connection is committed to it
-        client.touched = True
         client.bytes_out += len(data)
         self.client_transport.write(data)
 

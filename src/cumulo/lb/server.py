@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.clock import Clock, SystemClock
-from cumulo.errors import ConflictError
+from cumulo.errors import ConflictError, CumuloError
 from cumulo.lb import balance, routes
 from cumulo.lb.acl import CompiledAcl, compile_acl
 from cumulo.lb.balance import Flow
@@ -33,6 +34,14 @@ from cumulo.lb.probes import ProbeState, probe_once
 from cumulo.lb.proxy import ClientConn, Listener, bind_walking
 from cumulo.lb.routes import Backend, Endpoint, Probe, RouteTable
 from cumulo.log import get_logger
+
+
+class ListenError(CumuloError):
+    """A VIP listener could not be opened (address not on this machine, no free port)."""
+
+    code = "ListenFailed"
+    http_status = 409
+    exit_code = 4
 
 
 class Stats:
@@ -263,8 +272,12 @@ class LoadBalancer:
                     f"route table version {table.version} is older than the current version "
                     f"{self.table.version}; send a newer table."
                 )
-            self.table = table
-            new = self._rebuild()
+            previous, self.table = self.table, table
+            try:
+                new = self._rebuild()
+            except ListenError:
+                self.table = previous
+                raise
             for listener in new:
                 await listener.start()
             self._sync_probes()
@@ -282,8 +295,12 @@ class LoadBalancer:
                     f"{self.table.version}."
                 )
             started = time.perf_counter()
-            self.table = routes.swapped(self.table, version)
-            new = self._rebuild()
+            previous, self.table = self.table, routes.swapped(self.table, version)
+            try:
+                new = self._rebuild()
+            except ListenError:
+                self.table = previous
+                raise
             elapsed = time.perf_counter() - started
             for listener in new:  # only when the two slots declare different endpoints
                 await listener.start()
@@ -390,15 +407,27 @@ class LoadBalancer:
                     rotation.add(backend.key)
                     key = ("iep", slot, iep.name, inst.public_port or f"#{i}")
                     wanted[key] = (st.address, inst.public_port, route)
-        new: list[Listener] = []
-        for key, (address, port, route) in wanted.items():
+        # bind every new socket first: a bind failure leaves everything as it was
+        bound: dict[tuple[Any, ...], socket.socket] = {}
+        for key, (address, port, _) in wanted.items():
             listener = self.listeners.get(key)
-            if listener is not None and listener.sock.getsockname()[0] != address:
-                listener.close()
-                listener = None
-            if listener is None:
-                sock = bind_walking(address, port, reuse_port=self.settings.reuse_port)
-                listener = self.listeners[key] = Listener(key, route, sock)
+            if listener is None or listener.sock.getsockname()[0] != address:
+                try:
+                    bound[key] = bind_walking(address, port, reuse_port=self.settings.reuse_port)
+                except OSError as exc:
+                    for sock in bound.values():
+                        sock.close()
+                    raise ListenError(
+                        f"cannot listen on {address}:{port} for {key[1]} endpoint '{key[2]}': "
+                        f"{exc.strerror or exc}."
+                    ) from None
+        new: list[Listener] = []
+        for key, (_, port, route) in wanted.items():
+            if key in bound:
+                old = self.listeners.pop(key, None)
+                if old is not None:
+                    old.close()
+                listener = self.listeners[key] = Listener(key, route, bound[key])
                 new.append(listener)
                 host, real = listener.address
                 self.log.info(
@@ -409,7 +438,7 @@ class LoadBalancer:
                     address=f"{host}:{real}",
                 )
             else:
-                listener.route = route
+                self.listeners[key].route = route
         for key in [k for k in self.listeners if k not in wanted]:
             self.listeners.pop(key).close()
             self.log.info("lb.listener.closed", slot=key[1], endpoint=key[2])
@@ -476,8 +505,9 @@ class LoadBalancer:
         of drained backends whose drain timeout has passed."""
         now = self.clock.monotonic()
         for conn in list(self.conns):
-            if conn.touched:
-                conn.touched = False
+            moved = conn.bytes_in + conn.bytes_out
+            if moved != conn.seen:
+                conn.seen = moved
                 conn.last = now
             elif now - conn.last >= conn.route.idle_timeout:
                 self.log.debug("lb.connection.idle", endpoint=conn.route.name)

@@ -306,3 +306,19 @@ def test_metrics_count_connections_and_bytes(backends, start_lb, helpers) -> Non
     assert lb.metric("cumulo_lb_endpoint_connections_total", **labels) == 5
     assert lb.metric("cumulo_lb_endpoint_bytes_out_total", **labels) > 5 * 30
     assert lb.metric("cumulo_lb_backend_connections_total", instance="A0") == 5
+
+
+def test_a_vip_that_cannot_be_opened_is_refused_and_the_old_table_stays(
+    backends, start_lb, helpers
+) -> None:
+    a, _ = backends.start("A")
+    lb = start_lb()
+    lb.put(_table(helpers, {"A0": a}, {}))
+    vip = lb.port("production", "Http")
+    table = _table(helpers, {"A0": a}, {}, version=2)
+    table["slots"]["staging"]["address"] = "192.0.2.1"  # TEST-NET-1: not on this machine
+    response = lb.http.put("/v1/routes", json=table)
+    assert response.status_code == 409
+    assert "cannot listen on 192.0.2.1:0 for staging endpoint 'Http'" in response.json()["detail"]
+    assert lb.http.get("/healthz").json()["version"] == 1
+    assert helpers.fetch(vip) == "A"

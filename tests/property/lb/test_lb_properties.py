@@ -123,15 +123,17 @@ def test_drain_closes_exactly_the_overdue_connections(script, timeout) -> None:
     book = DrainBook()
     now = 0.0
     rotation: frozenset[int] = frozenset(range(4))
-    open_conns: dict[int, set[int]] = {}
+    open_conns: dict[int, set[tuple[int, int]]] = {}
     left_at: dict[int, float] = {}  # backend -> when it was first seen out of rotation with conns
     for op in script:
         if op[0] == "open":
-            _, key, conn = op
+            _, key, n = op
+            conn = (key, n)  # a connection belongs to one backend
             book.opened(key, conn)
             open_conns.setdefault(key, set()).add(conn)
         elif op[0] == "close":
-            _, key, conn = op
+            _, key, n = op
+            conn = (key, n)
             book.closed(key, conn)
             open_conns.get(key, set()).discard(conn)
             if not open_conns.get(key):
