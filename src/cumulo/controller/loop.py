@@ -1,0 +1,552 @@
+"""The reconcile loop: observe, ``reconcile``, apply, finish operations; level-triggered.
+
+Each tick:
+
+1. **Desired** — every deployment from the store (``complete=False`` if the store could not be
+   read: then nothing unknown is stopped).
+2. **Observe** — every host agent (``GET /v1/instances``) at once. A host that does not answer
+   keeps its last view and its ``seen_at``, so it turns *stale* and then *lost* by age
+   (``ReconcileSettings``). Host agents report no version: the loop keeps a **ledger** of the spec
+   version it last gave each instance (``<deployment>/<instance>`` key). After a controller
+   restart the ledger is empty and an instance is assumed to run the version its update domain
+   should run; the host corrects that at the next ``PUT`` (it compares the real specs), so a
+   restart of the controller restarts no instance.
+3. **Reconcile** — the pure ``reconcile`` gives a Plan.
+4. **Apply** — routes first (one ``PUT /v1/routes`` per service, so a swap flips atomically and an
+   instance leaves the load balancer before it stops), then instance actions grouped per host and
+   deployment as one scoped, idempotent ``PUT /v1/instances`` each. Before a group that stops or
+   recycles anything the loop **re-reads** the deployment's revision and that host's instances
+   and skips the group if either moved. Walk steps are written with the revision as guard.
+   An instance the host starts or recycles is *pending* — shown as ``BusyRole`` to ``reconcile``
+   — until the host reports it Ready after a state change, so a walk never counts a recycle that
+   has not happened yet.
+5. **Operations** — each one in progress is finished when ``operations.outcome`` says so;
+   reboot/reimage/rebuild are sent to the instance's host and end when it is Ready again.
+
+Errors back off (0.5 s doubling to 10 s); a change through the API wakes the loop at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cumulo.clock import Clock, SystemClock
+from cumulo.controller import desired as desired_mod
+from cumulo.controller import walk as walks
+from cumulo.controller.management import Management, load_model
+from cumulo.controller.operations import INSTANCE_KINDS, outcome
+from cumulo.controller.plan import (
+    AdvanceWalk,
+    FinishWalk,
+    Plan,
+    RecycleInstance,
+    SetRoutes,
+    StartInstance,
+    StopInstance,
+    UpdateSettings,
+    describe,
+)
+from cumulo.controller.ports import (
+    UNKNOWN_VERSION,
+    HostAgentPort,
+    LoadBalancerPort,
+    host_view,
+    route_table_json,
+)
+from cumulo.controller.reconcile import reconcile
+from cumulo.controller.records import (
+    STOPPED,
+    Desired,
+    DesiredDeployment,
+    HostView,
+    Observed,
+    ObservedInstance,
+    ReconcileSettings,
+    RoleVersion,
+    ServiceRoutes,
+    parse_instance_id,
+    update_domain_of,
+)
+from cumulo.controller.specs import extract_package, instance_spec
+from cumulo.errors import CumuloError, InputError, NotFoundError, TemporaryError
+from cumulo.log import get_logger
+from cumulo.model.service import Service
+from cumulo.storage.store.records import DeploymentRecord, OperationRecord, OperationStatus
+
+LbFactory = Callable[[str], Awaitable[LoadBalancerPort | None]]
+
+
+async def _no_lb(service: str) -> LoadBalancerPort | None:
+    return None
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """Timing of the reconcile loop (seconds)."""
+
+    idle_interval: float = 2.0
+    """How often to look when nothing is converging."""
+    backoff_base: float = 0.5
+    """First delay after an error; doubles per consecutive error."""
+    backoff_cap: float = 10.0
+    operation_timeout: float = 3600.0
+    """An operation still in progress after this long fails with ``OperationTimedOut``."""
+    pending_timeout: float = 120.0
+    """A started or recycled instance counts as done after this long even if the host never
+    showed a state change (a recycle faster than one observation)."""
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+
+
+def _key(deployment_id: str, instance_id: str) -> str:
+    return f"{deployment_id}/{instance_id}"
+
+
+class Controller:
+    """The fabric controller's loop (one per controller process)."""
+
+    def __init__(
+        self,
+        management: Management,
+        hosts: Sequence[HostAgentPort],
+        *,
+        data_dir: Path,
+        lb_for: LbFactory = _no_lb,
+        clock: Clock | None = None,
+        settings: LoopSettings | None = None,
+        emulated: bool = False,
+    ) -> None:
+        self.m = management
+        self.store = management.store
+        self.hosts = {h.name: h for h in hosts}
+        self.data_dir = Path(data_dir)
+        self.lb_for = lb_for
+        self.clock = clock or SystemClock()
+        self.settings = settings or LoopSettings()
+        self.emulated = emulated
+        self.started = self.clock.wall()
+        self.views: dict[str, HostView] = {
+            h.name: HostView(h.name, h.fault_domain, None) for h in hosts
+        }
+        self.ledger: dict[str, RoleVersion] = {}
+        self.pending: dict[str, tuple[float | None, float]] = {}
+        """key -> (the instance's ``since`` when the change was asked, when it was asked)."""
+        self.lb_applied: dict[str, ServiceRoutes] = {}
+        self.lb_version: dict[str, int] = {}
+        self.vips: dict[tuple[str, str], dict[str, str]] = {}
+        self.instance_ops: dict[str, str] = {}
+        """operation id -> instance key, for reboot/reimage/rebuild in flight."""
+        self._models: dict[tuple[str, str], Service] = {}
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.errors = 0
+        self.last_plan = Plan()
+        self.log = get_logger(component="controller")
+
+    # -- public --------------------------------------------------------------------------------
+
+    def snapshot(self) -> Observed:
+        """The latest observation (read by the API from other threads)."""
+        return Observed(
+            hosts=tuple(self.views.values()),
+            since=self.started,
+            routes=dict(self.lb_applied),
+            vips={k: dict(v) for k, v in self.vips.items()},
+        )
+
+    def wake(self) -> None:
+        """Look again now (callable from any thread)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            delay = await self.tick()
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            _, rest = await asyncio.wait(
+                waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in waiters:
+                task.cancel()
+            for task in rest:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def tick(self) -> float:
+        """One pass; returns how long to wait before the next."""
+        failed = False
+        records, desired = self._desired()
+        await self._observe()
+        now = self.clock.wall()
+        observed = self._observed_for_reconcile(desired, now)
+        plan = reconcile(desired, observed, now=now, settings=self.settings.reconcile)
+        self.last_plan = plan
+        if plan.actions:
+            self.log.info("plan", actions=plan.describe(), waiting=list(plan.waiting))
+        try:
+            await self._apply(plan, records, desired)
+        except CumuloError as exc:
+            failed = True
+            self.log.warning("apply.failed", error=exc.message)
+        try:
+            records, _ = self._desired()
+            await self._operations(records, plan, now)
+        except CumuloError as exc:
+            failed = True
+            self.log.warning("operations.failed", error=exc.message)
+        if failed or any(v.seen_at is None for v in self.views.values()):
+            self.errors += 1
+            delay: float = self.settings.backoff_base * 2.0 ** (self.errors - 1)
+            return min(self.settings.backoff_cap, delay)
+        self.errors = 0
+        return plan.requeue_after or self.settings.idle_interval
+
+    # -- desired -------------------------------------------------------------------------------
+
+    def _desired(self) -> tuple[dict[str, DeploymentRecord], Desired]:
+        try:
+            records = {r.id: r for r in self.store.list_deployments()}
+        except CumuloError as exc:
+            self.log.warning("store.unreadable", error=exc.message)
+            return {}, Desired((), complete=False)
+        deps = []
+        complete = True
+        for record in records.values():
+            try:
+                deps.append(self.m.desired_of(record))
+            except InputError as exc:
+                complete = False
+                self.log.error("deployment.unreadable", deployment=record.id, error=exc.message)
+        return records, Desired(tuple(deps), complete=complete)
+
+    # -- observe -------------------------------------------------------------------------------
+
+    async def _observe_host(self, host: HostAgentPort) -> None:
+        try:
+            instances = await host.observe()
+        except CumuloError as exc:
+            self.log.warning("host.unreachable", host=host.name, error=exc.message)
+            return
+        view = host_view(
+            host.name,
+            host.fault_domain,
+            instances,
+            seen_at=self.clock.wall(),
+            versions=self.ledger,
+        )
+        self.views[host.name] = view
+
+    async def _observe(self) -> None:
+        await asyncio.gather(*(self._observe_host(h) for h in self.hosts.values()))
+
+    def _assumed(self, dep: DesiredDeployment, inst: ObservedInstance) -> RoleVersion:
+        """The version an instance with no ledger entry is taken to run (see the docstring)."""
+        role = dep.role(inst.role)
+        if role is None:
+            return UNKNOWN_VERSION
+        walk = dep.walk
+        try:
+            _, index = parse_instance_id(inst.instance_id)
+        except InputError:
+            return UNKNOWN_VERSION
+        ud = update_domain_of(index, dep.update_domain_count)
+        if walk is None or walk.reached(ud):
+            return role.version
+        return walk.previous.get(role.name, role.version)
+
+    def _observed_for_reconcile(self, desired: Desired, now: float) -> Observed:
+        deps = {d.id: d for d in desired.deployments}
+        hosts = []
+        for view in self.views.values():
+            instances = []
+            for inst in view.instances:
+                key = _key(inst.deployment_id, inst.instance_id)
+                if inst.version == UNKNOWN_VERSION and inst.deployment_id in deps:
+                    assumed = self._assumed(deps[inst.deployment_id], inst)
+                    if assumed != UNKNOWN_VERSION:
+                        self.ledger[key] = assumed
+                        inst = replace(inst, version=assumed)
+                if key in self.pending:
+                    since_then, asked_at = self.pending[key]
+                    moved = since_then is None or inst.since != since_then
+                    if inst.ready and (moved or now - asked_at > self.settings.pending_timeout):
+                        del self.pending[key]
+                    elif inst.ready:
+                        inst = replace(inst, status="BusyRole")
+                instances.append(inst)
+            hosts.append(replace(view, instances=tuple(instances)))
+        self.views = {h.name: h for h in hosts}
+        return self.snapshot()
+
+    # -- apply ---------------------------------------------------------------------------------
+
+    async def _apply(
+        self, plan: Plan, records: dict[str, DeploymentRecord], desired: Desired
+    ) -> None:
+        for routes in plan.of_type(SetRoutes):
+            await self._set_routes(routes.routes)
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for action in plan.actions:
+            if isinstance(action, StartInstance | StopInstance | RecycleInstance | UpdateSettings):
+                groups.setdefault((action.host, action.deployment_id), []).append(action)
+        deps = {d.id: d for d in desired.deployments}
+        errors: list[str] = []
+        for (host, dep_id), actions in sorted(groups.items()):
+            try:
+                await self._apply_group(
+                    host, dep_id, actions, records.get(dep_id), deps.get(dep_id)
+                )
+            except CumuloError as exc:
+                errors.append(f"{host}/{dep_id}: {exc.message}")
+        for step in plan.actions:
+            if isinstance(step, AdvanceWalk | FinishWalk):
+                self._walk_step(step, records)
+        if errors:
+            raise _ApplyError("; ".join(errors))
+
+    async def _set_routes(self, routes: ServiceRoutes) -> None:
+        lb = await self.lb_for(routes.service)
+        if lb is None:
+            self.lb_applied[routes.service] = routes
+            return
+        version = max(self.lb_version.get(routes.service, 0) + 1, int(self.clock.wall() * 1000))
+        answer = await lb.put_routes(route_table_json(routes, version=version))
+        self.lb_version[routes.service] = version
+        self.lb_applied[routes.service] = routes
+        for listener in answer.get("listeners", []) if isinstance(answer, dict) else []:
+            slot, name = listener.get("slot"), listener.get("endpoint")
+            address = listener.get("address")
+            port = listener.get("port") or listener.get("publicPort")
+            if slot and name and address and port:
+                self.vips.setdefault((routes.service, slot), {})[name] = f"{address}:{port}"
+        self._event(routes.service, "routes.set", fields={"version": version})
+
+    def _model(self, package: str, configuration: str) -> Service:
+        key = (package, hashlib.sha256(configuration.encode()).hexdigest())
+        if key not in self._models:
+            self._models[key] = load_model(self.store.get_package(package), configuration)
+        return self._models[key]
+
+    def _spec(
+        self,
+        record: DeploymentRecord,
+        role: str,
+        instance_id: str,
+        version: RoleVersion,
+        update_domain: int,
+        fault_domain: int,
+    ) -> dict[str, Any]:
+        source = desired_mod.source_for(dict(record.document), role, version)
+        if source is None:
+            raise _ApplyError(
+                f"No package and configuration are recorded for version {version.code[:8]} of "
+                f"role {role} in deployment {record.id}."
+            )
+        package, configuration = source
+        model = self._model(package, configuration)
+        root = extract_package(self.data_dir, package, self.store.get_package(package))
+        spec = instance_spec(
+            model,
+            deployment_id=record.id,
+            service_name=record.service,
+            slot=record.slot,
+            role_name=role,
+            instance_id=instance_id,
+            update_domain=update_domain,
+            fault_domain=fault_domain,
+            approot_root=root,
+            emulated=self.emulated,
+        )
+        return spec.to_json()
+
+    async def _apply_group(
+        self,
+        host_name: str,
+        dep_id: str,
+        actions: list[Any],
+        record: DeploymentRecord | None,
+        dep: DesiredDeployment | None,
+    ) -> None:
+        host = self.hosts[host_name]
+        destructive = any(a.destructive for a in actions)
+        if destructive:
+            # Fresh state before anything is stopped: the deployment has not moved, and the
+            # host still runs what the plan was made from.
+            if record is not None:
+                try:
+                    current = self.store.get_deployment_by_id(dep_id)
+                except NotFoundError:
+                    current = None
+                if current is None or current.revision != record.revision:
+                    self.log.info("apply.skipped", host=host_name, deployment=dep_id, why="moved")
+                    return
+            before = {i.instance_id for i in self.views[host_name].instances}
+            await self._observe_host(host)
+            after = {
+                i.instance_id
+                for i in self.views[host_name].instances
+                if i.deployment_id == dep_id and i.status != STOPPED
+            }
+            targets = {a.instance_id for a in actions if a.destructive}
+            if not targets <= after or not targets <= before:
+                self.log.info("apply.skipped", host=host_name, deployment=dep_id, why="changed")
+                return
+        # The deployment's instances on this host after the plan: id -> (role, version, UD).
+        view = self.views[host_name]
+        wanted: dict[str, tuple[str, RoleVersion, int]] = {}
+        since: dict[str, float] = {}
+        for inst in view.instances:
+            if inst.deployment_id == dep_id and inst.status != STOPPED:
+                version = self.ledger.get(_key(dep_id, inst.instance_id), inst.version)
+                wanted[inst.instance_id] = (inst.role, version, inst.update_domain)
+                since[inst.instance_id] = inst.since
+        for a in actions:
+            if isinstance(a, StopInstance):
+                wanted.pop(a.instance_id, None)
+            elif isinstance(a, RecycleInstance | UpdateSettings):
+                role, _, ud = wanted[a.instance_id]
+                wanted[a.instance_id] = (role, a.version, ud)
+            elif isinstance(a, StartInstance):
+                wanted[a.instance_id] = (a.role, a.version, a.update_domain)
+        specs = []
+        if record is not None and dep is not None:
+            for iid, (role, version, ud) in sorted(wanted.items()):
+                specs.append(self._spec(record, role, iid, version, ud, host.fault_domain))
+        result = await host.apply(specs, deployment_id=dep_id)
+        now = self.clock.wall()
+        for iid, (_, version, _) in wanted.items():
+            self.ledger[_key(dep_id, iid)] = version
+        for a in actions:
+            key = _key(dep_id, a.instance_id)
+            if isinstance(a, StopInstance):
+                self.ledger.pop(key, None)
+                self.pending.pop(key, None)
+        for key in [*result.get("started", []), *result.get("recycled", [])]:
+            iid = key.split("/", 1)[-1]
+            self.pending[key] = (since.get(iid), now)
+        service = record.service if record is not None else (dep.service if dep else "")
+        for a in actions:
+            self._event(
+                service,
+                "instance." + type(a).__name__.removesuffix("Instance").lower(),
+                slot=record.slot if record else None,
+                deployment_id=dep_id,
+                fields={"instance": a.instance_id, "host": host_name, "what": describe(a)},
+            )
+
+    def _walk_step(
+        self, action: AdvanceWalk | FinishWalk, records: dict[str, DeploymentRecord]
+    ) -> None:
+        try:
+            record = self.store.get_deployment_by_id(action.deployment_id)
+        except NotFoundError:
+            return
+        if record.revision != action.revision:
+            return  # it moved since the plan; the next tick decides again
+        dep = self.m.desired_of(record)
+        now = self.clock.wall()
+        if isinstance(action, AdvanceWalk):
+            new = walks.advance(dep, action.domain, action.state, now=now)
+            name, fields = "walk.domain", {"domain": action.domain, "state": action.state.value}
+        else:
+            new = walks.finish(dep)
+            name, fields = "walk.done", {}
+        try:
+            self.m.write(record, new)
+        except CumuloError as exc:
+            self.log.info("walk.skipped", deployment=record.id, error=exc.message)
+            return
+        self._event(record.service, name, slot=record.slot, deployment_id=record.id, fields=fields)
+
+    # -- operations ----------------------------------------------------------------------------
+
+    async def _operations(
+        self, records: dict[str, DeploymentRecord], plan: Plan, now: float
+    ) -> None:
+        observed = self.snapshot()
+        for op in self.store.list_operations(status=OperationStatus.IN_PROGRESS):
+            if op.kind in INSTANCE_KINDS:
+                await self._instance_operation(op, now)
+                continue
+            dep = None
+            if op.deployment_id is not None and op.deployment_id in records:
+                dep = self.m.desired_of(records[op.deployment_id])
+            result = outcome(
+                op, dep, plan, observed, now=now, timeout=self.settings.operation_timeout
+            )
+            if result is not None:
+                self._finish(
+                    op, result.status, result.http_status, result.error_code, result.error_message
+                )
+
+    def _finish(
+        self,
+        op: OperationRecord,
+        status: OperationStatus,
+        http_status: int = 200,
+        code: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        with contextlib.suppress(CumuloError):
+            self.store.finish_operation(
+                op.id, status, http_status=http_status, error_code=code, error_message=message
+            )
+            self._event(
+                op.service,
+                "operation." + status.value.lower(),
+                slot=op.slot,
+                deployment_id=op.deployment_id,
+                fields={"operation": op.id, "kind": op.kind, "error": code},
+            )
+
+    async def _instance_operation(self, op: OperationRecord, now: float) -> None:
+        instance = str(op.request.get("instance", ""))
+        key = _key(op.deployment_id or "", instance)
+        if op.id in self.instance_ops:
+            if key not in self.pending:
+                self.instance_ops.pop(op.id)
+                self._finish(op, OperationStatus.SUCCEEDED)
+            elif now - op.created_at > self.settings.operation_timeout:
+                self.instance_ops.pop(op.id)
+                self._finish(op, OperationStatus.FAILED, 500, "OperationTimedOut", "Timed out.")
+            return
+        for view in self.views.values():
+            for inst in view.instances:
+                if inst.deployment_id == op.deployment_id and inst.instance_id == instance:
+                    await self.hosts[view.name].instance_action(
+                        inst.deployment_id, instance, str(op.request.get("action"))
+                    )
+                    self.pending[key] = (inst.since, now)
+                    self.instance_ops[op.id] = key
+                    return
+        if now - op.created_at > self.settings.reconcile.lost_after:
+            self._finish(
+                op, OperationStatus.FAILED, 404, "NotFound", f"No host runs instance {instance}."
+            )
+
+    def _event(
+        self,
+        service: str,
+        name: str,
+        *,
+        slot: str | None = None,
+        deployment_id: str | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        self.log.info(name, service=service, slot=slot, deployment=deployment_id, **(fields or {}))
+        if service:
+            with contextlib.suppress(CumuloError):
+                self.store.append_event(
+                    service, name, slot=slot, deployment_id=deployment_id, fields=fields
+                )
+
+
+class _ApplyError(TemporaryError):
+    code = "ApplyFailed"
