@@ -128,7 +128,7 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
         end = int(last) if last else size - 1
     except ValueError:
         raise bad_header("Range", value, "not a number") from None
-    if start < 0 or end < start:
+    if start < 0 or (last and end < start):
         raise bad_header("Range", value, "the end is before the start")
     if start >= size:
         return None

@@ -1,0 +1,377 @@
+"""Storage benchmark: the same SDK workload against cumulo's storage service and Azurite.
+
+    .venv/bin/python bench/storage.py [--backlog 20000] [--drain-seconds 30] [--only cumulo]
+
+Azurite comes from ``bench/.work`` (``npm install --prefix bench/.work azurite``; git-ignored)
+and runs with ``--skipApiVersionCheck --disableTelemetry --location DIR``. Both services run on
+this machine with their data on disk; workloads are interleaved (each step runs on cumulo, then
+on Azurite) so that both see the same background load. Numbers are printed with the peer ratio
+(cumulo / Azurite; higher is better for rates, lower for times). They are noisy on a shared
+2-core box: ``uptime`` is printed before and after.
+
+Workloads (sequential single client, the way role code uses the SDK):
+  queue    1,000 x 100-byte messages: send_message each, then receive_messages(32) + delete
+  backlog  fill a queue to --backlog messages (raw HTTP, 4 threads), then drain it with
+           receive(32)+delete for at most --drain-seconds; drain rate near full and near empty
+  blob     1 MB upload/download x 20; 100 MB upload/download x 1 (SDK default chunking)
+  table    1,000 single inserts; 10 x batch-100; partition query; property filter; list all;
+           200 point gets
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AZURITE = ROOT / "bench" / ".work" / "node_modules" / ".bin" / "azurite"
+ACCOUNT = "devstoreaccount1"
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@dataclass
+class Target:
+    name: str
+    blob: int
+    queue: int
+    table: int
+    proc: subprocess.Popen[bytes]
+
+    def cs(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.blob}/{ACCOUNT};"
+            f"QueueEndpoint=http://127.0.0.1:{self.queue}/{ACCOUNT};"
+            f"TableEndpoint=http://127.0.0.1:{self.table}/{ACCOUNT};"
+        )
+
+    def rss_mb(self) -> float:
+        try:
+            out = subprocess.run(
+                ["ps", "-o", "rss=", "-p", str(self.proc.pid)], capture_output=True, text=True
+            ).stdout
+            return int(out.strip()) / 1024
+        except (ValueError, OSError):
+            return float("nan")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_ports(ports: list[int], deadline: float) -> None:
+    for port in ports:
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"port {port} never opened") from None
+                time.sleep(0.05)
+
+
+@contextmanager
+def start_cumulo(data: Path, durability: str) -> Iterator[Target]:
+    ready = data.parent / "cumulo.ready.json"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "cumulo.cli.main", "storage", "serve", "--data", str(data)),
+            *("--blob-port", "0", "--queue-port", "0", "--table-port", "0"),
+            *("--durability", durability, "--ready-file", str(ready)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("cumulo storage did not start")
+            time.sleep(0.02)
+        info = json.loads(ready.read_text())
+        yield Target("cumulo", info["blob"], info["queue"], info["table"], proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def start_azurite(data: Path) -> Iterator[Target]:
+    ports = [_free_port(), _free_port(), _free_port()]
+    proc = subprocess.Popen(
+        [
+            *(str(AZURITE), "--silent", "--disableTelemetry", "--skipApiVersionCheck"),
+            *("--location", str(data), "--blobPort", str(ports[0])),
+            *("--queuePort", str(ports[1]), "--tablePort", str(ports[2])),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ports(ports, time.monotonic() + 60)
+        yield Target("azurite", ports[0], ports[1], ports[2], proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+# -- workloads: each returns {metric: value} -------------------------------------------------
+
+
+def queue_workload(t: Target, n: int = 1000) -> dict[str, float]:
+    from azure.storage.queue import QueueClient
+
+    q = QueueClient.from_connection_string(t.cs(), f"bench{int(time.time() * 1000) % 10**9}")
+    q.create_queue()
+    body = "x" * 100
+    t0 = time.perf_counter()
+    for _ in range(n):
+        q.send_message(body)
+    t1 = time.perf_counter()
+    done = 0
+    while done < n:
+        batch = list(q.receive_messages(messages_per_page=32, max_messages=32))
+        if not batch:
+            break
+        for m in batch:
+            q.delete_message(m)
+        done += len(batch)
+    t2 = time.perf_counter()
+    q.delete_queue()
+    return {
+        "queue put msg/s": n / (t1 - t0),
+        "queue recv32+delete msg/s": done / (t2 - t1),
+        "queue overall msg/s": done / (t2 - t0),
+    }
+
+
+def _account_sas() -> str:
+    from azure.storage.queue import AccountSasPermissions, ResourceTypes, generate_account_sas
+
+    return generate_account_sas(
+        ACCOUNT,
+        KEY,
+        resource_types=ResourceTypes(service=True, container=True, object=True),
+        permission=AccountSasPermissions(read=True, add=True, process=True, write=True),
+        expiry=datetime.now(UTC) + timedelta(hours=3),
+    )
+
+
+def _fill(t: Target, queue: str, count: int, threads: int = 4) -> float:
+    sas = _account_sas()
+    body = b"<QueueMessage><MessageText>" + b"x" * 100 + b"</MessageText></QueueMessage>"
+    per = count // threads
+
+    def work() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", t.queue, timeout=60)
+        for _ in range(per):
+            conn.request("POST", f"/{ACCOUNT}/{queue}/messages?{sas}", body=body)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 201:
+                raise RuntimeError(f"fill got {resp.status}")
+        conn.close()
+
+    t0 = time.perf_counter()
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return per * threads / (time.perf_counter() - t0)
+
+
+def backlog_workload(t: Target, backlog: int, seconds: float) -> dict[str, float]:
+    from azure.storage.queue import QueueClient
+
+    name = f"backlog{int(time.time() * 1000) % 10**9}"
+    q = QueueClient.from_connection_string(t.cs(), name)
+    q.create_queue()
+    fill_rate = _fill(t, name, backlog)
+    start = time.perf_counter()
+    done = 0
+    first_window: float | None = None
+    window_start, window_done = start, 0
+    last_window = float("nan")
+    while time.perf_counter() - start < seconds:
+        batch = list(q.receive_messages(messages_per_page=32, max_messages=32))
+        if not batch:
+            break
+        for m in batch:
+            q.delete_message(m)
+        done += len(batch)
+        window_done += len(batch)
+        now = time.perf_counter()
+        if window_done >= 1000 or now - window_start > 5:
+            rate = window_done / (now - window_start)
+            if first_window is None:
+                first_window = rate
+            last_window = rate
+            window_start, window_done = now, 0
+    elapsed = time.perf_counter() - start
+    q.delete_queue()
+    return {
+        "backlog fill msg/s (raw HTTP, 4 threads)": fill_rate,
+        "backlog drain msg/s (recv32+delete)": done / elapsed,
+        "backlog drain msg/s, first window (deep)": first_window or done / elapsed,
+        "backlog drain msg/s, last window (shallow)": last_window,
+        "backlog drained fraction": done / backlog,
+    }
+
+
+def blob_workload(t: Target, big_mb: int) -> dict[str, float]:
+    from azure.storage.blob import BlobServiceClient
+
+    svc = BlobServiceClient.from_connection_string(t.cs())
+    c = svc.create_container(f"bench{int(time.time() * 1000) % 10**9}")
+    one = os.urandom(1024 * 1024)
+    reps = 20
+    t0 = time.perf_counter()
+    for i in range(reps):
+        c.upload_blob(f"one{i}", one)
+    t1 = time.perf_counter()
+    for i in range(reps):
+        assert len(c.download_blob(f"one{i}").readall()) == len(one)
+    t2 = time.perf_counter()
+    big = os.urandom(big_mb * 1024 * 1024)
+    t3 = time.perf_counter()
+    c.upload_blob("big", big, max_concurrency=1)
+    t4 = time.perf_counter()
+    got = c.download_blob("big", max_concurrency=1).readall()
+    t5 = time.perf_counter()
+    assert got == big
+    c.delete_container()
+    return {
+        "blob 1 MB up MB/s": reps / (t1 - t0),
+        "blob 1 MB down MB/s": reps / (t2 - t1),
+        f"blob {big_mb} MB up MB/s": big_mb / (t4 - t3),
+        f"blob {big_mb} MB down MB/s": big_mb / (t5 - t4),
+    }
+
+
+def table_workload(t: Target) -> dict[str, float]:
+    from azure.data.tables import TableServiceClient
+
+    svc = TableServiceClient.from_connection_string(t.cs())
+    table = svc.create_table(f"bench{int(time.time() * 1000) % 10**9}")
+    t0 = time.perf_counter()
+    for i in range(1000):
+        table.create_entity(
+            {"PartitionKey": f"p{i // 100}", "RowKey": f"{i:05d}", "n": i, "s": "abc" * 10}
+        )
+    t1 = time.perf_counter()
+    for b in range(10):
+        table.submit_transaction(
+            [
+                ("create", {"PartitionKey": f"b{b}", "RowKey": f"{i:05d}", "n": 1000 + b * 100 + i})
+                for i in range(100)
+            ]
+        )
+    t2 = time.perf_counter()
+    assert len(list(table.query_entities("PartitionKey eq 'p3'"))) == 100
+    t3 = time.perf_counter()
+    assert len(list(table.query_entities("n ge 500 and n lt 750"))) == 250
+    t4 = time.perf_counter()
+    assert len(list(table.list_entities())) == 2000
+    t5 = time.perf_counter()
+    for i in range(200):
+        table.get_entity(f"p{i % 10}", f"{(i % 10) * 100 + i // 10:05d}")
+    t6 = time.perf_counter()
+    svc.delete_table(table.table_name)
+    return {
+        "table single insert ent/s": 1000 / (t1 - t0),
+        "table batch-100 insert ent/s": 1000 / (t2 - t1),
+        "table partition query 100 rows ms": (t3 - t2) * 1000,
+        "table property filter 250 rows ms": (t4 - t3) * 1000,
+        "table list all 2,000 ms": (t5 - t4) * 1000,
+        "table point get /s": 200 / (t6 - t5),
+    }
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backlog", type=int, default=20_000)
+    parser.add_argument("--drain-seconds", type=float, default=30.0)
+    parser.add_argument("--big-mb", type=int, default=100)
+    parser.add_argument("--durability", default="full", choices=["full", "normal", "off"])
+    parser.add_argument("--only", choices=["cumulo", "azurite"], default=None)
+    parser.add_argument("--skip", action="append", default=[], help="queue|backlog|blob|table")
+    args = parser.parse_args()
+
+    print("uptime before:", _uptime())
+    use_azurite = args.only != "cumulo" and AZURITE.exists()
+    if args.only != "cumulo" and not AZURITE.exists():
+        print(f"(Azurite not found at {AZURITE}; run `npm install --prefix bench/.work azurite`)")
+    tmp = Path(tempfile.mkdtemp(prefix="cumulo-storage-bench-"))
+    results: dict[str, dict[str, float]] = {"cumulo": {}, "azurite": {}}
+    steps: list[tuple[str, Callable[[Target], dict[str, float]]]] = [
+        ("queue", queue_workload),
+        ("backlog", lambda t: backlog_workload(t, args.backlog, args.drain_seconds)),
+        ("blob", lambda t: blob_workload(t, args.big_mb)),
+        ("table", table_workload),
+    ]
+    try:
+        with start_cumulo(tmp / "cumulo", args.durability) as cum:
+            azurite_ctx = start_azurite(tmp / "azurite") if use_azurite else None
+            az = azurite_ctx.__enter__() if azurite_ctx else None
+            try:
+                targets = [x for x in (cum, az) if x is not None]
+                if args.only == "azurite":
+                    targets = [x for x in targets if x.name == "azurite"]
+                for step, fn in steps:
+                    if step in args.skip:
+                        continue
+                    for target in targets:
+                        t0 = time.perf_counter()
+                        figures = fn(target)
+                        results[target.name].update(figures)
+                        took = time.perf_counter() - t0
+                        print(f"  {step:8s} {target.name:8s} done in {took:.1f} s")
+                for target in targets:
+                    results[target.name]["RSS after run MB"] = target.rss_mb()
+            finally:
+                if azurite_ctx is not None:
+                    azurite_ctx.__exit__(None, None, None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    print(f"{'metric':48s} {'cumulo':>10s} {'azurite':>10s} {'ratio':>7s}")
+    for metric, value in results["cumulo"].items() or results["azurite"].items():
+        other = results["azurite"].get(metric)
+        ratio = ""
+        if other and other == other and value == value and other != 0:
+            ratio = f"{value / other:7.2f}"
+        other_text = f"{other:10.1f}" if other is not None else f"{'-':>10s}"
+        print(f"{metric:48s} {value:10.1f} {other_text} {ratio:>7s}")
+    if not results["cumulo"]:
+        for metric, value in results["azurite"].items():
+            print(f"{metric:48s} {'-':>10s} {value:10.1f}")
+    print("(rates: ratio > 1 means cumulo is faster; ms and MB: ratio < 1 is better)")
+    print("uptime after:", _uptime())
+
+
+if __name__ == "__main__":
+    main()

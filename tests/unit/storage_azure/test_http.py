@@ -1,0 +1,105 @@
+"""The HTTP/1.1 parser: fragmented heads, bodies, chunked encoding and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cumulo.storage.azure.http import BadRequest, HttpProtocol, Request, Response, parse_target
+
+
+class FakeTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 1234) if name == "peername" else default
+
+
+def _protocol(max_body: int = 1000) -> tuple[HttpProtocol, FakeTransport, list[Request]]:
+    seen: list[Request] = []
+
+    def handler(req: Request) -> Response:
+        seen.append(req)
+        return Response(200, [("X", "1")], b"ok")
+
+    def on_error(exc: BadRequest) -> Response:
+        return Response(exc.status, [("x-ms-error-code", exc.code)], b"")
+
+    proto = HttpProtocol(handler, on_error, max_body)
+    transport = FakeTransport()
+    proto.connection_made(transport)
+    return proto, transport, seen
+
+
+def test_parse_target_keeps_raw_and_decodes() -> None:
+    path, raw, decoded = parse_target("/a/b%20c?x=1%2B2&flag&y=")
+    assert path == "/a/b%20c"
+    assert raw == [("x", "1%2B2"), ("flag", ""), ("y", "")]
+    assert decoded == {"x": "1+2", "flag": "", "y": ""}
+
+
+def test_request_split_across_packets_with_body() -> None:
+    proto, transport, seen = _protocol()
+    data = b"PUT /acct/q HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nX-A: 1\r\nx-a: 2\r\n\r\nhello"
+    for i in range(0, len(data), 7):
+        proto.data_received(data[i : i + 7])
+    assert len(seen) == 1
+    assert seen[0].body == b"hello"
+    assert seen[0].headers["x-a"] == "1,2"
+    assert transport.out.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert transport.out.endswith(b"\r\n\r\nok")
+
+
+def test_two_requests_in_one_packet_keep_alive() -> None:
+    proto, transport, seen = _protocol()
+    one = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+    proto.data_received(one + one)
+    assert len(seen) == 2
+    assert transport.out.count(b"HTTP/1.1 200") == 2
+    assert not transport.closed
+
+
+def test_chunked_body() -> None:
+    proto, _transport, seen = _protocol()
+    proto.data_received(
+        b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"
+    )
+    assert seen[0].body == b"abcde"
+
+
+def test_oversized_body_is_413_and_closes() -> None:
+    proto, transport, seen = _protocol(max_body=10)
+    proto.data_received(b"PUT /a HTTP/1.1\r\nContent-Length: 11\r\n\r\n")
+    assert seen == []
+    assert transport.out.startswith(b"HTTP/1.1 413")
+    assert b"RequestBodyTooLarge" in transport.out
+    assert transport.closed
+
+
+def test_garbage_is_400() -> None:
+    proto, transport, _seen = _protocol()
+    proto.data_received(b"NONSENSE\r\n\r\n")
+    assert transport.out.startswith(b"HTTP/1.1 400")
+    assert transport.closed
+
+
+def test_bad_content_length_is_400() -> None:
+    proto, transport, _seen = _protocol()
+    proto.data_received(b"PUT /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n")
+    assert transport.out.startswith(b"HTTP/1.1 400")
+
+
+def test_connection_close_is_honoured() -> None:
+    proto, transport, _seen = _protocol()
+    proto.data_received(b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert b"Connection: close" in transport.out
+    assert transport.closed
