@@ -167,6 +167,7 @@ class Guest:
         self.removed = False
         self.stopped = asyncio.Event()
         self.quota_exceeded: dict[str, int] = {}
+        self.role_envs: tuple[Any, ...] = ()
 
     # -- public -----------------------------------------------------------------------------
     @property
@@ -397,6 +398,10 @@ class Guest:
                     f"The approot source '{source}' of instance '{self.key}' is not a directory."
                 )
             shutil.copytree(source, approot, symlinks=True)
+        if self.role_envs:
+            from cumulo.host import roleenv
+
+            roleenv.link_into_approot(self.role_envs, approot)
         for d in (self.paths.temp, self.paths.logs, *self.paths.local.values()):
             Path(d).mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0 and owner.switches:
@@ -417,6 +422,30 @@ class Guest:
         )
         (self.root / "spec.json").write_text(spec.dumps())
         self._prepared = True
+
+    async def _ensure_role_env(self) -> None:
+        """The role's dependency environment (requirements.txt, package.json), built once and
+        cached by ``cumulo.host.roleenv``; nothing when the role declares no dependencies."""
+        from cumulo.host import roleenv
+
+        source = Path(self.spec.approot_source)
+        if not roleenv.detect(source).declared:
+            self.role_envs = ()
+            return
+        options = roleenv.options_from_environ(
+            base=roleenv.BuildOptions(python=self.ctx.interpreter)
+        )
+        self.detail = "building the role's dependency environment"
+        envs = await asyncio.to_thread(
+            roleenv.ensure, source, self.ctx.data_dir / "roleenv", options
+        )
+        self.role_envs = envs
+        self._emit(
+            "roleenv.ready",
+            environments=[
+                {"kind": e.kind, "path": str(e.path), "built": e.built_now} for e in envs
+            ],
+        )
 
     def _cgroup_name(self) -> str:
         return safe_name(f"{self.ctx.host_id}.{self.key}")
@@ -462,6 +491,10 @@ class Guest:
             runtime_path=self.ctx.runtime_path,
             interpreter=self.ctx.interpreter,
         )
+        if self.role_envs:
+            from cumulo.host import roleenv
+
+            env.update(roleenv.instance_variables(self.role_envs, env["PATH"]))
         env.update(resolve_variables(self.spec.environment, context))
         env.update(resolve_variables(extra, context))
         return env
@@ -474,16 +507,24 @@ class Guest:
         if not argv:
             raise CumuloError(f"The command line of instance '{self.key}' is empty.")
         first = argv[0]
+        python = self._python()
         if first in ("python", "python3", "python.exe"):
-            return [self.ctx.interpreter, *argv[1:]]
+            return [python, *argv[1:]]
         path = Path(self.paths.approot) / first
         if first.endswith(".py"):
-            return [self.ctx.interpreter, str(path), *argv[1:]]
+            return [python, str(path), *argv[1:]]
         if first.endswith((".sh", ".cmd", ".bat")):
             return ["/bin/sh", str(path), *argv[1:]]
         if not os.path.isabs(first) and path.exists():
             return [str(path), *argv[1:]]
         return argv
+
+    def _python(self) -> str:
+        """The role's venv python when it has one, else the role interpreter."""
+        for env in self.role_envs:
+            if env.kind == "python":
+                return str(Path(env.bin_dir) / "python")
+        return self.ctx.interpreter
 
     def _spawn(
         self, argv: list[str], env: dict[str, str], log: str, context: str
@@ -529,7 +570,7 @@ class Guest:
                 }
             )
             self.main_kind = "site"
-            argv = [self.ctx.interpreter, "-m", "cumulo_sitehost"]
+            argv = [self._python(), "-m", "cumulo_sitehost"]
             return self._spawn(argv, env, "site", spec.execution_context), "sdk"
         if spec.entry_point is not None:
             argv = self._argv(spec.entry_point.command_line)
@@ -551,6 +592,7 @@ class Guest:
             if not self._prepared:
                 if self.state is not S.STARTING:
                     self._go(S.STARTING, "preparing the instance")
+                await self._ensure_role_env()
                 self._prepare()
             await self._open_channel()
         except (CumuloError, OSError) as exc:
@@ -886,6 +928,8 @@ class Guest:
         self.history = RestartHistory(
             consecutive=int(record.get("consecutive", 0)), total=int(record.get("restarts", 0))
         )
+        with contextlib.suppress(CumuloError, OSError):
+            await self._ensure_role_env()  # cached: a lookup, not a build
         await self._open_channel()
         if process is None:
             self._emit("instance.adopt_failed", pid=main.get("pid"))

@@ -109,12 +109,13 @@ def test_delay_bounds_and_jitter_range(
     policy: RestartPolicy, before: int, rand: float, started: float, ran: float
 ) -> None:
     history = RestartHistory(consecutive=before, total=before)
-    d = next_action(policy, history, crash(started), now=started + ran, rand=rand)
+    now = started + ran
+    d = next_action(policy, history, crash(started), now=now, rand=rand)
     n = d.history.consecutive
     raw = raw_delay(policy, n)
     assert 0 < d.delay <= policy.cap
     assert raw * (1 - policy.jitter) - 1e-9 <= d.delay <= raw * (1 + policy.jitter) + 1e-9
-    assert n == (1 if ran >= policy.reset_after else before + 1)
+    assert n == (1 if now - started >= policy.reset_after else before + 1)
     looping = n >= policy.cycling_after
     assert (d.state is InstanceState.CYCLING) == looping
     assert d.history.total == before + 1
