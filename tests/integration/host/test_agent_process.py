@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -192,7 +193,7 @@ def test_api_auth_errors_and_operations(tmp_path: Path, agent: Agent) -> None:
     ]
     names = [e["event"] for e in events]
     assert "instance.reboot" in names and "instance.reimage" in names
-    assert all(b["seq"] > a["seq"] for a, b in zip(events, events[1:], strict=False))
+    assert all(b["seq"] > a["seq"] for a, b in itertools.pairwise(events))
     topo = agent.call("PUT", "/v1/deployments/dep1/topology", json={"roles": {}})
     assert topo.status_code == 204
 
