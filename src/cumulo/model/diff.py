@@ -31,7 +31,7 @@ from enum import IntEnum
 from typing import Protocol
 
 from cumulo.model.configuration import ServiceConfiguration
-from cumulo.model.definition import Role, ServiceDefinition
+from cumulo.model.definition import Role, RoleKind, ServiceDefinition
 
 
 class Impact(IntEnum):
@@ -122,6 +122,7 @@ def _strip(role: Role) -> Role:
     """The role without the parts compared separately (what's left is 'other definition')."""
     return replace(
         role,
+        kind=RoleKind.WORKER,
         vmsize="",
         input_endpoints=(),
         internal_endpoints=(),

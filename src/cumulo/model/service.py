@@ -83,6 +83,17 @@ def load_service(
 ) -> Service:
     """Read and validate the service at ``path``; raise ``ModelError`` with every problem."""
     p = Path(path)
+    if p.suffix.lower() == ".cspkg":
+        raise ModelError(
+            [
+                Problem(
+                    str(p),
+                    None,
+                    "is a package; read it with cumulo.package.load_package_service "
+                    "(cumulo validate does).",
+                )
+            ]
+        )
     if p.is_dir():
         root, csdef = p, p / DEFINITION_FILE
         if not csdef.is_file():

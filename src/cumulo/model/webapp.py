@@ -71,12 +71,17 @@ def parse_handler(text: str) -> AppRef | None:
     return AppRef(module, attr, call)
 
 
-def read_app_settings(data: bytes, filename: str) -> tuple[dict[str, str], list[Problem]]:
-    """``configuration/appSettings/add key= value=`` of a web.config (all else is ignored)."""
+def read_app_settings(
+    data: bytes, filename: str
+) -> tuple[dict[str, tuple[str, int]], list[Problem]]:
+    """``configuration/appSettings/add key= value=`` of a web.config: key -> (value, line).
+
+    Everything else in web.config (IIS handlers, rewrite rules...) is ignored.
+    """
     tree = parse_xml(data, filename)
     if isinstance(tree, Problem):
         return {}, [tree]
-    settings: dict[str, str] = {}
+    settings: dict[str, tuple[str, int]] = {}
     if tree.tag != "configuration":
         return {}, [
             Problem(filename, tree.line, f"has root <{tree.tag}>; expected <configuration>.")
@@ -85,7 +90,7 @@ def read_app_settings(data: bytes, filename: str) -> tuple[dict[str, str], list[
         for add in _children(block, "add"):
             key = add.attrs.get("key")
             if key is not None:
-                settings[key] = add.attrs.get("value", "")
+                settings[key] = (add.attrs.get("value", ""), add.line)
     return settings, []
 
 
@@ -136,10 +141,10 @@ def decide_app(
     settings, problems = read_app_settings(web_config, web_config_name)
     if problems:
         return None, problems
-    handler = settings.get("WSGI_HANDLER")
-    if handler is not None and handler.strip() == PTVS_PROXY:
-        handler = settings.get("WSGI_ALT_VIRTUALENV_HANDLER", handler)
-    if handler is None:
+    entry = settings.get("WSGI_HANDLER")
+    if entry is not None and entry[0].strip() == PTVS_PROXY:
+        entry = settings.get("WSGI_ALT_VIRTUALENV_HANDLER", entry)
+    if entry is None:
         return None, [
             Problem(
                 web_config_name,
@@ -147,12 +152,13 @@ def decide_app(
                 f"has no appSettings key WSGI_HANDLER, so {where} names no Python app.",
             )
         ]
+    handler, handler_line = entry
     ref = parse_handler(handler)
     if ref is None:
         return None, [
             Problem(
                 web_config_name,
-                None,
+                handler_line,
                 f"has WSGI_HANDLER '{handler}'; expected 'module.callable' or 'module.factory()'.",
             )
         ]
@@ -165,7 +171,7 @@ def decide_app(
             ref,
             directory,
             "web.config",
-            settings.get("PYTHONPATH"),
+            settings.get("PYTHONPATH", (None, 0))[0],
         ),
         [],
     )

@@ -123,3 +123,21 @@ def test_web_config_with_dtd_is_refused(tmp_path: Path) -> None:
     cfg = '<!DOCTYPE c [<!ENTITY x "y">]><configuration/>'
     with pytest.raises(ModelError, match="refuses DTDs"):
         load_service(_service(tmp_path, web_config=cfg))
+
+
+def test_bad_wsgi_handler_points_at_its_line(tmp_path: Path) -> None:
+    cfg = (
+        '<configuration>\n<appSettings>\n<add key="WSGI_HANDLER" value="not valid" />\n'
+        "</appSettings>\n</configuration>"
+    )
+    with pytest.raises(ModelError) as info:
+        load_service(_service(tmp_path, web_config=cfg))
+    assert str(info.value) == (
+        "Web/web.config:3: has WSGI_HANDLER 'not valid'; expected 'module.callable' or "
+        "'module.factory()'."
+    )
+
+
+def test_a_package_path_is_pointed_elsewhere(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="is a package; read it with"):
+        load_service(tmp_path / "x.cspkg")
