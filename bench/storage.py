@@ -306,6 +306,112 @@ def table_workload(t: Target) -> dict[str, float]:
     }
 
 
+# -- server stack comparison: the same canned queue response from three HTTP stacks -------------
+
+_CANNED = (
+    '<?xml version="1.0" encoding="utf-8"?><QueueMessagesList><QueueMessage>'
+    "<MessageId>0b7a2c1e-0000-0000-0000-000000000000</MessageId>"
+    "<InsertionTime>Wed, 25 Nov 2026 18:00:00 GMT</InsertionTime>"
+    "<ExpirationTime>Wed, 02 Dec 2026 18:00:00 GMT</ExpirationTime>"
+    "<PopReceipt>AAAAAAAAAAAAAAAA</PopReceipt>"
+    "<TimeNextVisible>Wed, 25 Nov 2026 18:00:00 GMT</TimeNextVisible>"
+    "</QueueMessage></QueueMessagesList>"
+)
+
+_STACK_SERVERS = {
+    "cumulo asyncio.Protocol": """
+import asyncio, sys
+from cumulo.storage.azure.http import Response, serve
+BODY = sys.argv[2].encode()
+def handler(req):
+    return Response(201, [("Content-Type", "application/xml"), ("x-ms-request-id", "r"),
+                          ("x-ms-version", "v")], BODY)
+async def main():
+    srv = await serve(handler, lambda e: Response(400), "127.0.0.1", int(sys.argv[1]),
+                      max_body=1 << 20)
+    await asyncio.Event().wait()
+asyncio.run(main())
+""",
+    "cumulo asyncio.Protocol on uvloop": """
+import asyncio, sys, uvloop
+from cumulo.storage.azure.http import Response, serve
+BODY = sys.argv[2].encode()
+def handler(req):
+    return Response(201, [("Content-Type", "application/xml"), ("x-ms-request-id", "r"),
+                          ("x-ms-version", "v")], BODY)
+async def main():
+    srv = await serve(handler, lambda e: Response(400), "127.0.0.1", int(sys.argv[1]),
+                      max_body=1 << 20)
+    await asyncio.Event().wait()
+uvloop.run(main())
+""",
+    "uvicorn+starlette (h11)": """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+BODY = sys.argv[2].encode()
+async def put(request):
+    await request.body()
+    return Response(BODY, 201, {"x-ms-request-id": "r", "x-ms-version": "v"},
+                    media_type="application/xml")
+app = Starlette(routes=[Route("/{p:path}", put, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="h11", log_level="error",
+            access_log=False)
+""",
+    "uvicorn+starlette (httptools, uvloop)": """
+import sys, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+BODY = sys.argv[2].encode()
+async def put(request):
+    await request.body()
+    return Response(BODY, 201, {"x-ms-request-id": "r", "x-ms-version": "v"},
+                    media_type="application/xml")
+app = Starlette(routes=[Route("/{p:path}", put, methods=["POST"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop="uvloop",
+            log_level="error", access_log=False)
+""",
+}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_comparison(requests: int = 5000) -> None:
+    """Requests/s and server CPU per request for a canned Put Message answer."""
+    body = b"<QueueMessage><MessageText>" + b"x" * 100 + b"</MessageText></QueueMessage>"
+    print(f"{'stack':40s} {'req/s':>8s} {'server CPU us/req':>18s}")
+    for name, code in _STACK_SERVERS.items():
+        port = _free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(port), _CANNED],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_ports([port], time.monotonic() + 30)
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            for _ in range(200):  # warm up
+                conn.request("POST", "/devstoreaccount1/q/messages", body=body)
+                conn.getresponse().read()
+            cpu0 = _cpu_seconds(proc.pid)
+            t0 = time.perf_counter()
+            for _ in range(requests):
+                conn.request("POST", "/devstoreaccount1/q/messages", body=body)
+                conn.getresponse().read()
+            elapsed = time.perf_counter() - t0
+            cpu = _cpu_seconds(proc.pid) - cpu0
+            conn.close()
+            print(f"{name:40s} {requests / elapsed:8.0f} {cpu / requests * 1e6:18.0f}")
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 def _uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -318,7 +424,15 @@ def main() -> None:
     parser.add_argument("--durability", default="full", choices=["full", "normal", "off"])
     parser.add_argument("--only", choices=["cumulo", "azurite"], default=None)
     parser.add_argument("--skip", action="append", default=[], help="queue|backlog|blob|table")
+    parser.add_argument(
+        "--stack", action="store_true", help="only compare HTTP server stacks (canned answers)"
+    )
     args = parser.parse_args()
+    if args.stack:
+        print("uptime:", _uptime())
+        stack_comparison()
+        print("uptime:", _uptime())
+        return
 
     print("uptime before:", _uptime())
     use_azurite = args.only != "cumulo" and AZURITE.exists()

@@ -1,20 +1,64 @@
-"""`cumulo storage`: run the Azure-compatible storage service in the foreground."""
+"""`cumulo storage`: run the Azure-compatible storage service in the foreground.
+
+``cumulo storage`` (or ``cumulo storage serve`` with options) listens on 127.0.0.1:10000-10002
+until Ctrl-C/SIGTERM; ``cumulo storage connection-string`` prints what a role setting such as
+``StorageConnectionString`` gets for an account.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 
 import click
 
-from cumulo.storage.azure import DEV_ACCOUNT, StorageSettings, run_forever
+from cumulo.storage.azure import DEV_ACCOUNT, StorageSettings, run
 from cumulo.storage.azure.accounts import Account, account_table, parse_accounts
 
+_DEFAULT_DATA = Path(".data/storage")
 
-@click.group("storage")
-def storage() -> None:
-    """The Azure-compatible storage service (queues, blobs, tables)."""
+
+def _serve(
+    data_dir: Path = _DEFAULT_DATA,
+    host: str = "127.0.0.1",
+    blob_port: int = 10000,
+    queue_port: int = 10001,
+    table_port: int = 10002,
+    durability: str = "full",
+    accounts: tuple[str, ...] = (),
+    accounts_file: Path | None = None,
+    ready_file: Path | None = None,
+    loop: str = "auto",
+) -> None:
+    extra: list[Account] = parse_accounts(os.environ.get("CUMULO_STORAGE_ACCOUNTS", ""))
+    for spec in accounts:
+        extra.extend(parse_accounts(spec))
+    run(
+        StorageSettings(
+            data_dir=data_dir,
+            host=host,
+            blob_port=blob_port,
+            queue_port=queue_port,
+            table_port=table_port,
+            durability=durability,
+            accounts=tuple(extra),
+            accounts_file=accounts_file,
+            ready_file=ready_file,
+            loop=loop,
+        )
+    )
+
+
+@click.group("storage", invoke_without_command=True)
+@click.pass_context
+def storage(ctx: click.Context) -> None:
+    """The Azure-compatible storage service (queues, blobs, tables).
+
+    Without a subcommand: serve with the defaults (127.0.0.1:10000-10002, data in
+    .data/storage), which is what UseDevelopmentStorage=true expects.
+    """
+    if ctx.invoked_subcommand is None:
+        _serve()
 
 
 @storage.command("serve")
@@ -22,7 +66,7 @@ def storage() -> None:
     "--data",
     "data_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".data/storage"),
+    default=_DEFAULT_DATA,
     show_default=True,
     help="Directory for the database and blob contents.",
 )
@@ -46,10 +90,23 @@ def storage() -> None:
     help="An extra account (repeatable). Also read from CUMULO_STORAGE_ACCOUNTS='n1:k1;n2:k2'.",
 )
 @click.option(
+    "--accounts-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='JSON {"name": "key"} of extra accounts, re-read when it changes.',
+)
+@click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Write the bound ports here as JSON once listening.",
+)
+@click.option(
+    "--loop",
+    type=click.Choice(["auto", "uvloop", "asyncio"]),
+    default="auto",
+    show_default=True,
+    help="Event loop (auto: uvloop when installed).",
 )
 def serve_cmd(
     data_dir: Path,
@@ -59,23 +116,27 @@ def serve_cmd(
     table_port: int,
     durability: str,
     accounts: tuple[str, ...],
+    accounts_file: Path | None,
     ready_file: Path | None,
+    loop: str,
 ) -> None:
     """Serve blob, queue and table endpoints until interrupted (Ctrl-C or SIGTERM)."""
-    extra: list[Account] = parse_accounts(os.environ.get("CUMULO_STORAGE_ACCOUNTS", ""))
-    for spec in accounts:
-        extra.extend(parse_accounts(spec))
-    settings = StorageSettings(
-        data_dir=data_dir,
-        host=host,
-        blob_port=blob_port,
-        queue_port=queue_port,
-        table_port=table_port,
-        durability=durability,
-        accounts=tuple(extra),
-        ready_file=ready_file,
+    for name, port in (("--blob-port", blob_port), ("--queue-port", queue_port),
+                       ("--table-port", table_port)):  # fmt: skip
+        if not 0 <= port <= 65535:
+            raise click.BadParameter(f"{port} is not a port (0-65535).", param_hint=name)
+    _serve(
+        data_dir,
+        host,
+        blob_port,
+        queue_port,
+        table_port,
+        durability,
+        accounts,
+        accounts_file,
+        ready_file,
+        loop,
     )
-    asyncio.run(run_forever(settings))
 
 
 @storage.command("connection-string")

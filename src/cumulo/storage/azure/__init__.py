@@ -10,7 +10,7 @@ See docs/storage.md.
 from __future__ import annotations
 
 from cumulo.storage.azure.accounts import DEV_ACCOUNT, DEV_KEY, Account, make_account
-from cumulo.storage.azure.server import StorageApp, StorageSettings, run_forever
+from cumulo.storage.azure.server import StorageApp, StorageSettings, run, run_forever
 
 __all__ = [
     "DEV_ACCOUNT",
@@ -19,5 +19,6 @@ __all__ = [
     "StorageApp",
     "StorageSettings",
     "make_account",
+    "run",
     "run_forever",
 ]

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from cumulo.errors import ConflictError, CumuloError
 from cumulo.log import get_logger
-from cumulo.storage.azure.accounts import Account, account_table
+from cumulo.storage.azure.accounts import Account, account_table, make_account
 from cumulo.storage.azure.auth import Need, authenticate
 from cumulo.storage.azure.common import XML_HEAD, xml_text
 from cumulo.storage.azure.db import Database
@@ -55,6 +56,11 @@ class StorageSettings:
     """Largest request body accepted, in bytes (a Put Blob or Put Block; 413 beyond)."""
     ready_file: Path | None = None
     """If set, the bound ports are written there as JSON once listening (for tests/tools)."""
+    accounts_file: Path | None = None
+    """A JSON object ``{"name": "base64 key", ...}`` re-read when it changes (checked at most
+    once a second): how the platform adds a service's account without a restart."""
+    loop: str = "auto"
+    """Event loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,6 +94,9 @@ class StorageApp:
         self.settings = settings
         self.log = get_logger(component="storage")
         self.accounts = account_table(settings.accounts)
+        self._accounts_checked = 0.0
+        self._accounts_mtime: float | None = None
+        self._reload_accounts()
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.data_dir / "storage.db", settings.durability)
         self.props = ServiceProperties(self.db, now)
@@ -100,6 +109,34 @@ class StorageApp:
 
     def close(self) -> None:
         self.db.close()
+
+    def _reload_accounts(self) -> None:
+        """Re-read ``accounts_file`` if it changed; a bad file is logged and ignored."""
+        path = self.settings.accounts_file
+        if path is None:
+            return
+        now = time.monotonic()
+        if now - self._accounts_checked < 1.0 and self._accounts_mtime is not None:
+            return
+        self._accounts_checked = now
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime == self._accounts_mtime:
+            return
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(doc, dict):
+                raise ValueError("the file must hold a JSON object of name -> key")
+            extra = [make_account(str(name), str(key)) for name, key in doc.items()]
+        except (ValueError, OSError, CumuloError) as exc:
+            self.log.error("storage.accounts_file_invalid", path=str(path), error=str(exc))
+            self._accounts_mtime = mtime
+            return
+        self._accounts_mtime = mtime
+        self.accounts = account_table([*self.settings.accounts, *extra])
+        self.log.info("storage.accounts_loaded", path=str(path), accounts=sorted(self.accounts))
 
     def handler(self, service: str) -> Callable[[Request], Response]:
         impl = self.services[service]
@@ -138,6 +175,7 @@ class StorageApp:
             raise StorageError(400, "InvalidUri", f"The request URI {path[:100]!r} is invalid.")
         segments = path[1:].split("/")
         account_name = unquote(segments[0])
+        self._reload_accounts()
         account = self.accounts.get(account_name)
         if account is None:
             raise StorageError(
@@ -174,13 +212,21 @@ async def start(app: StorageApp) -> dict[str, asyncio.Server]:
     s = app.settings
     servers: dict[str, asyncio.Server] = {}
     for service, port in (("blob", s.blob_port), ("queue", s.queue_port), ("table", s.table_port)):
-        servers[service] = await serve(
-            app.handler(service),
-            app.bad_request_handler(service),
-            s.host,
-            port,
-            max_body=s.max_body,
-        )
+        try:
+            servers[service] = await serve(
+                app.handler(service),
+                app.bad_request_handler(service),
+                s.host,
+                port,
+                max_body=s.max_body,
+            )
+        except OSError as exc:
+            for srv in servers.values():
+                srv.close()
+            raise ConflictError(
+                f"The {service} service cannot listen on {s.host}:{port}: "
+                f"{exc.strerror or exc} (is another storage service or Azurite running?)."
+            ) from None
     return servers
 
 
@@ -188,11 +234,29 @@ def bound_ports(servers: dict[str, asyncio.Server]) -> dict[str, int]:
     return {name: int(srv.sockets[0].getsockname()[1]) for name, srv in servers.items()}
 
 
+def run(settings: StorageSettings) -> None:
+    """Run the service in this thread until SIGTERM/SIGINT (uvloop when available)."""
+    if settings.loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if settings.loop == "uvloop":
+                raise
+        else:
+            uvloop.run(run_forever(settings))
+            return
+    asyncio.run(run_forever(settings))
+
+
 async def run_forever(settings: StorageSettings) -> None:
     """Serve until SIGTERM or SIGINT; then close listeners and the database cleanly."""
     log = get_logger(component="storage")
     app = StorageApp(settings)
-    servers = await start(app)
+    try:
+        servers = await start(app)
+    except BaseException:
+        app.close()
+        raise
     ports = bound_ports(servers)
     if settings.ready_file is not None:
         tmp = settings.ready_file.with_suffix(".tmp")

@@ -1,0 +1,170 @@
+"""Bad input gets Azure's 4xx codes, never a 500 and never a broken store; accounts file."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from azure.storage.queue import (
+    AccountSasPermissions,
+    QueueServiceClient,
+    ResourceTypes,
+    generate_account_sas,
+)
+
+from .conftest import DEV_KEY, Endpoints, StorageProcess
+
+pytestmark = pytest.mark.cumulo_only
+
+
+def _sas() -> str:
+    return generate_account_sas(
+        "devstoreaccount1",
+        DEV_KEY,
+        resource_types=ResourceTypes(service=True, container=True, object=True),
+        permission=AccountSasPermissions(
+            read=True, write=True, add=True, process=True, list=True, create=True, delete=True,
+            update=True,
+        ),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+
+
+def _make_targets(storage: Endpoints) -> None:
+    """The queue, container and table the bad requests aim at (created once)."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+
+    cs = storage.connection_string()
+    for create in (
+        lambda: QueueServiceClient.from_connection_string(cs).create_queue("qq1"),
+        lambda: BlobServiceClient.from_connection_string(cs).create_container("cc1"),
+        lambda: TableServiceClient.from_connection_string(cs).create_table("tt1"),
+    ):
+        with contextlib.suppress(ResourceExistsError):
+            create()
+
+
+CASES = [
+    ("queue", "GET", "/devstoreaccount1/?comp=nonsense", b"", {}),
+    ("queue", "PATCH", "/devstoreaccount1/qq1", b"", {}),
+    ("queue", "PUT", "/devstoreaccount1/qq1?comp=acl", b"<bad", {}),
+    ("queue", "PUT", "/devstoreaccount1/qq1?comp=metadata", b"", {"x-ms-meta-1bad": "x"}),
+    ("queue", "POST", "/devstoreaccount1/qq1/messages?messagettl=0", b"", {}),
+    ("queue", "POST", "/devstoreaccount1/qq1/messages?messagettl=x", b"", {}),
+    ("queue", "PUT", "/devstoreaccount1/qq1/messages/abc", b"", {}),
+    ("queue", "GET", "/devstoreaccount1/qq1/messages/a/b/c", b"", {}),
+    ("queue", "PUT", "/devstoreaccount1/?restype=service&comp=properties", b"<x", {}),
+    ("blob", "GET", "/devstoreaccount1/nocontainer/blob", b"", {}),
+    ("blob", "PUT", "/devstoreaccount1/cc1?restype=container&comp=acl", b"<a>", {}),
+    ("blob", "GET", "/devstoreaccount1/cc1?restype=container&comp=list&maxresults=0", b"", {}),
+    ("blob", "PUT", "/devstoreaccount1/cc1/b", b"x", {"x-ms-blob-type": "PageBlob"}),
+    ("blob", "PUT", "/devstoreaccount1/cc1/b?comp=blocklist", b"<BlockList><Latest>", {}),
+    ("blob", "PUT", "/devstoreaccount1/cc1/b?comp=appendblock", b"x", {}),
+    ("blob", "GET", "/devstoreaccount1/cc1/b?comp=blocklist&blocklisttype=odd", b"", {}),
+    ("blob", "PUT", "/devstoreaccount1/cc1/" + "x" * 1100, b"x", {"x-ms-blob-type": "BlockBlob"}),
+    ("table", "POST", "/devstoreaccount1/Tables", b"{not json", {}),
+    ("table", "POST", "/devstoreaccount1/Tables", b'{"TableName": 5}', {}),
+    ("table", "POST", "/devstoreaccount1/tt1", b"[]", {}),
+    ("table", "GET", "/devstoreaccount1/tt1()?$filter=((", b"", {}),
+    ("table", "GET", "/devstoreaccount1/tt1()?$top=5000", b"", {}),
+    ("table", "GET", "/devstoreaccount1/tt1(PartitionKey='a')", b"", {}),
+    ("table", "POST", "/devstoreaccount1/$batch", b"garbage", {"Content-Type": "multipart/mixed"}),
+    ("table", "DELETE", "/devstoreaccount1/tt1(PartitionKey='a',RowKey='b')", b"", {}),
+]
+
+
+@pytest.mark.parametrize(("service", "method", "path", "body", "headers"), CASES)
+def test_bad_requests_are_4xx_with_an_error_code(
+    storage: Endpoints,
+    service: str,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+) -> None:
+    port = {"blob": storage.blob, "queue": storage.queue, "table": storage.table}[service]
+    _make_targets(storage)
+    conn = http.client.HTTPConnection(storage.host, port, timeout=10)
+    try:
+        sep = "&" if "?" in path else "?"
+        conn.request(method, f"{path}{sep}{_sas()}", body=body, headers=headers)
+        resp = conn.getresponse()
+        resp.read()
+        assert 400 <= resp.status < 500, resp.status
+        assert resp.getheader("x-ms-error-code")
+    finally:
+        conn.close()
+
+
+def test_raw_garbage_on_the_socket_gets_400_and_the_server_stays_up(storage: Endpoints) -> None:
+    for junk in [b"\x00\x01\x02\r\n\r\n", b"GET\r\n\r\n", b"GET / HTTP/1.1\r\nno-colon\r\n\r\n"]:
+        with socket.create_connection((storage.host, storage.queue), timeout=5) as sock:
+            sock.sendall(junk)
+            reply = sock.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 4"), reply[:40]
+    svc = QueueServiceClient.from_connection_string(storage.connection_string())
+    list(svc.list_queues())
+
+
+def test_oversized_body_is_413(storage: Endpoints) -> None:
+    with socket.create_connection((storage.host, storage.blob), timeout=5) as sock:
+        sock.sendall(
+            b"PUT /devstoreaccount1/c/b HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n"
+        )
+        reply = sock.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 413")
+    assert b"RequestBodyTooLarge" in reply
+
+
+def test_accounts_file_adds_accounts_without_restart(storage_process: StorageProcess) -> None:
+    accounts = storage_process.data_dir.parent / "accounts.json"
+    storage_process.args = ("--accounts-file", str(accounts))
+    ep = storage_process.start()
+    key = base64.b64encode(os.urandom(64)).decode()
+    tmp = accounts.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"svcguestbook": key}))
+    os.replace(tmp, accounts)
+    own = Endpoints(ep.host, ep.blob, ep.queue, ep.table, account="svcguestbook", key=key)
+    svc = QueueServiceClient.from_connection_string(own.connection_string())
+    import time
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            svc.create_queue("jobs")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    dev = QueueServiceClient.from_connection_string(ep.connection_string())
+    assert [q.name for q in dev.list_queues()] == []  # accounts are separate namespaces
+    assert [q.name for q in svc.list_queues()] == ["jobs"]
+
+
+def test_cli_reports_a_busy_port_in_a_sentence(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "cumulo.cli.main", "storage", "serve", "--data",
+             str(tmp_path / "d"), "--blob-port", "0", "--queue-port", str(port),
+             "--table-port", "0"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 4
+    assert "cannot listen" in result.stderr
+    assert "Traceback" not in result.stderr
