@@ -564,6 +564,8 @@ class Guest:
                     "CUMULO_SITE_KIND": site.kind,
                     "CUMULO_SITE_APP": site.app,
                     "CUMULO_SITE_DIR": str(Path(self.paths.approot) / site.physical_directory),
+                    "CUMULO_SITE_WORKERS": str(max(2, int(spec.limits.cores))),
+                    "CUMULO_STOP_GRACE": str(spec.stop_grace_s),
                     "CUMULO_SITE_BIND": ",".join(
                         f"{self.placement.address}:{self.placement.ports[ep.name]}" for ep in http
                     ),

@@ -2,7 +2,7 @@
 
 ``<data>/runtime/python`` (world-readable) holds a copy of ``cumulo.sdk`` (under a stub
 ``cumulo`` package), ``cumulo_sitehost`` (the hosted-site launcher) and the site server's
-packages (uvicorn, h11, click, httptools, uvloop, a2wsgi) copied from the agent's environment.
+packages (gunicorn, uvicorn, h11, click, httptools, uvloop, a2wsgi) copied from the agent's environment.
 They are copied because the agent's own interpreter and virtualenv may be unreadable by the
 unprivileged role user (e.g. a pyenv under /root). The compiled packages fit a role interpreter
 of the same Python minor version (3.11 here); with another version, a hosted site needs the
@@ -17,7 +17,17 @@ import shutil
 import sys
 from pathlib import Path
 
-SERVER_PACKAGES = ("uvicorn", "h11", "click", "httptools", "uvloop", "a2wsgi", "typing_extensions")
+SERVER_PACKAGES = (
+    "uvicorn",
+    "h11",
+    "click",
+    "httptools",
+    "uvloop",
+    "a2wsgi",
+    "gunicorn",
+    "packaging",
+    "typing_extensions",
+)
 
 _STUB = '"""cumulo runtime for role processes: only ``cumulo.sdk`` is here."""\n'
 

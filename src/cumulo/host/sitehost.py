@@ -1,12 +1,19 @@
-"""The hosted web site of a web role: uvicorn (uvloop + httptools) serving the role's app.
+"""The hosted web site of a web role: gunicorn for WSGI apps, uvicorn for ASGI apps.
 
 Run by the role interpreter as ``python -m cumulo_sitehost`` (this file, copied into the host's
-runtime directory beside the server's packages). Configuration comes from the environment:
+runtime directory beside the servers' packages). Configuration comes from the environment:
 ``CUMULO_SITE_KIND`` (``wsgi``/``asgi``), ``CUMULO_SITE_APP`` (``module:attr``, a trailing ``()``
 calls it), ``CUMULO_SITE_DIR`` (imported from there), ``CUMULO_SITE_BIND`` (``addr:port`` list,
-comma-separated: the instance's http endpoints). WSGI apps run in a2wsgi's thread pool. When the
-server listens it tells the agent (``started``) through the SDK, and the instance becomes Ready.
-Standard library + uvicorn only; it never imports the rest of cumulo.
+comma-separated: the instance's http endpoints), ``CUMULO_SITE_WORKERS`` and
+``CUMULO_SITE_THREADS`` (WSGI: gunicorn ``gthread`` workers and threads per worker),
+``CUMULO_STOP_GRACE`` (seconds).
+
+- ASGI: uvicorn with uvloop and httptools, one process.
+- WSGI: gunicorn with ``gthread`` workers (``CUMULO_SITE_WORKERS`` processes × threads);
+  ``CUMULO_SITE_WSGI_SERVER=uvicorn`` serves WSGI through a2wsgi in uvicorn instead.
+
+When the server listens it tells the agent (``started``) through the SDK, and the instance
+becomes Ready. Standard library + the servers only; it never imports the rest of cumulo.
 """
 
 from __future__ import annotations
@@ -84,7 +91,65 @@ async def serve() -> int:
     return 0
 
 
+def serve_gunicorn() -> int:
+    from gunicorn.app.base import BaseApplication
+
+    app = load_app(os.environ["CUMULO_SITE_APP"], os.environ.get("CUMULO_SITE_DIR", ""))
+    binds = [b.strip() for b in os.environ["CUMULO_SITE_BIND"].split(",") if b.strip()]
+    grace = float(os.environ.get("CUMULO_STOP_GRACE", "30"))
+
+    def when_ready(arbiter: Any) -> None:
+        try:
+            from cumulo.sdk.environment import RoleEnvironment
+
+            if RoleEnvironment._connect(entry_point=True):
+                RoleEnvironment._after_stop = lambda: os.kill(arbiter.pid, 15)
+                RoleEnvironment._send({"op": "started"})
+        except Exception as exc:
+            print(f"cumulo_sitehost: no agent connection ({exc})", file=sys.stderr, flush=True)
+
+    def post_fork(arbiter: Any, worker: Any) -> None:
+        # Workers must not hold the arbiter's SDK connection (its thread is not theirs).
+        from cumulo.sdk.environment import RoleEnvironment
+
+        conn = RoleEnvironment._conn
+        if conn is not None:
+            conn._sock.close()
+        RoleEnvironment._conn = None
+        RoleEnvironment._env = None
+
+    class Site(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {
+                "bind": binds,
+                "workers": int(os.environ.get("CUMULO_SITE_WORKERS", "2")),
+                "worker_class": "gthread",
+                "threads": int(os.environ.get("CUMULO_SITE_THREADS", "4")),
+                "graceful_timeout": int(max(1, grace - 1)),
+                "loglevel": os.environ.get("CUMULO_SITE_LOG_LEVEL", "warning"),
+                "accesslog": None,
+                "errorlog": "-",
+                "when_ready": when_ready,
+                "post_fork": post_fork,
+                "proc_name": "cumulo-site",
+                "worker_tmp_dir": os.environ.get("TMPDIR") or None,
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    Site().run()
+    return 0
+
+
 def main() -> int:
+    if (
+        os.environ.get("CUMULO_SITE_KIND", "wsgi") == "wsgi"
+        and os.environ.get("CUMULO_SITE_WSGI_SERVER", "gunicorn") == "gunicorn"
+    ):
+        return serve_gunicorn()
     try:
         import uvloop
     except ImportError:
