@@ -143,6 +143,57 @@ def _read_config(path: Path) -> str:
         raise InputError(f"{path} cannot be read: {exc.strerror or exc}.") from None
 
 
+# -- the platform --------------------------------------------------------------------------------
+
+
+@click.command("serve")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Where the platform keeps its state (default: $CUMULO_HOME or the user data dir).",
+)
+@click.option(
+    "--hosts", type=click.IntRange(1, 20), default=1, show_default=True, help="Simulated hosts."
+)
+@click.option(
+    "--listen", default="127.0.0.1:8283", show_default=True, help="HOST:PORT of the API (0 = any)."
+)
+def serve(data_dir: Path | None, hosts: int, listen: str) -> None:
+    """Run the platform in the foreground: controller + API, host agents, load balancers.
+
+    Ctrl-C stops every instance and every process it started.
+    """
+    import asyncio
+    import signal
+
+    from cumulo.api.platform import Platform
+    from cumulo.client import default_home
+    from cumulo.log import configure
+
+    configure()
+    directory = data_dir or default_home()
+
+    async def main() -> None:
+        platform = Platform(directory, hosts=hosts, listen=listen)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            url = await platform.start()
+            click.echo(
+                f"cumulo is serving on {url} with {hosts} host(s); data in {directory}. "
+                "Ctrl-C stops everything.",
+                err=True,
+            )
+            await stop.wait()
+            click.echo("stopping…", err=True)
+        finally:
+            await platform.stop()
+
+    asyncio.run(main())
+
+
 # -- services ------------------------------------------------------------------------------------
 
 
@@ -566,6 +617,7 @@ def operation_wait(operation_id: str, timeout: float, as_json: bool) -> None:
 
 
 COMMANDS: list[click.Command] = [
+    serve,
     service,
     deploy,
     status,

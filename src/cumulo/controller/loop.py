@@ -46,6 +46,7 @@ from cumulo.controller.plan import (
     FinishWalk,
     Plan,
     RecycleInstance,
+    RecycleReason,
     SetRoutes,
     StartInstance,
     StopInstance,
@@ -431,6 +432,18 @@ class Controller:
         for key in [*result.get("started", []), *result.get("recycled", [])]:
             iid = key.split("/", 1)[-1]
             self.pending[key] = (since.get(iid), now)
+        changed = set(result.get("changed", []))
+        for a in actions:
+            key = _key(dep_id, a.instance_id)
+            if (
+                isinstance(a, RecycleInstance)
+                and a.reason is RecycleReason.SETTINGS
+                and key in changed
+            ):
+                # The host took the settings in place, but the role has no SDK connection to
+                # hear about them: restart its processes so they read the new values.
+                await host.instance_action(dep_id, a.instance_id, "reboot")
+                self.pending[key] = (since.get(a.instance_id), now)
         service = record.service if record is not None else (dep.service if dep else "")
         for a in actions:
             self._event(

@@ -1,0 +1,275 @@
+"""The embedded platform behind ``cumulo serve``: controller + API, host agents, load balancers.
+
+Everything runs on loopback, state under one data directory::
+
+    <data>/cumulo.db, packages/, approots/   the store (SqliteStore) and extracted packages
+    <data>/api-token (0600), api.json        the management API's token and URL (for the CLI)
+    <data>/hosts/host<N>/                    host agent N's data (``cumulo host run``)
+    <data>/hosts/token                       the token the controller uses with host agents
+    <data>/lb/<service>.json, lb/token       each service's load balancer state and token
+    <data>/lb/addresses.json                 VIP addresses given to each service
+
+Each simulated host is its own process and its own fault domain (``--hosts N``). Each service
+gets its own load-balancer process (``cumulo lb serve``) when its routes are first set; the first
+service's VIPs are 127.0.0.1 (production) and 127.0.0.2 (staging), the next 127.0.1.1/127.0.1.2
+and so on. ``stop()`` stops every instance (an empty desired set to each host agent), then the
+host agents and load balancers: Ctrl-C of ``cumulo serve`` leaves nothing running.
+
+These processes are the platform's own components, not role instances; role processes are
+started only by the host agents' spawner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from cumulo.api.app import create_app
+from cumulo.api.auth import ensure_token
+from cumulo.api.server import bound_url, uvicorn_config, write_endpoint
+from cumulo.clock import SystemClock
+from cumulo.controller.loop import Controller, LoopSettings
+from cumulo.controller.management import Management
+from cumulo.controller.ports import HostAgentHttp, LoadBalancerHttp
+from cumulo.errors import InputError, TemporaryError
+from cumulo.log import get_logger
+from cumulo.storage.store.sqlite import SqliteStore
+
+
+def _token_file(path: Path) -> str:
+    import secrets
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def _split(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise InputError(f"--listen '{listen}' must be HOST:PORT, e.g. 127.0.0.1:8283.")
+    return host.strip("[]"), int(port)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: ``cumulo serve`` owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class Platform:
+    """Start with ``await start()``, stop with ``await stop()`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike[str],
+        *,
+        hosts: int = 1,
+        listen: str = "127.0.0.1:8283",
+        python: str = sys.executable,
+        host_args: tuple[str, ...] = (),
+        settings: LoopSettings | None = None,
+        emulated: bool = False,
+    ) -> None:
+        if hosts < 1 or hosts > 20:
+            raise InputError(f"--hosts {hosts} is out of range; use 1 to 20 simulated hosts.")
+        self.data_dir = Path(data_dir).resolve()
+        self.host_count = hosts
+        self.listen = _split(listen)
+        self.python = python
+        self.host_args = host_args
+        self.settings = settings or LoopSettings()
+        self.emulated = emulated
+        self.procs: list[asyncio.subprocess.Process] = []
+        self.lbs: dict[str, LoadBalancerHttp] = {}
+        self._lb_lock = asyncio.Lock()
+        self.url = ""
+        self.log = get_logger(component="platform")
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    def _cli(self, *args: str) -> list[str]:
+        return [self.python, "-m", "cumulo.cli.main", *args]
+
+    async def _spawn(self, *args: str, stdout: int | None = None) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *self._cli(*args),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=stdout,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return proc
+
+    async def _start_host(self, n: int, token_path: Path) -> HostAgentHttp:
+        data = self.data_dir / "hosts" / f"host{n}"
+        data.mkdir(parents=True, exist_ok=True)
+        os.chmod(data, 0o711)
+        info_file = data / "agent.json"
+        with contextlib.suppress(FileNotFoundError):
+            info_file.unlink()
+        proc = await self._spawn(
+            "host",
+            "run",
+            "--data",
+            str(data),
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            str(token_path),
+            "--host-id",
+            f"host{n}",
+            *self.host_args,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.returncode is not None:
+                raise TemporaryError(f"Host agent host{n} exited at start ({proc.returncode}).")
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                info = json.loads(info_file.read_text())
+                if info.get("pid") == proc.pid:
+                    break
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"Host agent host{n} did not start within 60 s.")
+            await asyncio.sleep(0.05)
+        return HostAgentHttp(f"host{n}", n, str(info["url"]), token_path.read_text().strip())
+
+    def _addresses(self, service: str) -> tuple[str, str]:
+        path = self.data_dir / "lb" / "addresses.json"
+        known: dict[str, int] = {}
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            known = json.loads(path.read_text())
+        if service not in known:
+            known[service] = max(known.values(), default=-1) + 1
+            path.write_text(json.dumps(known))
+        k = known[service]
+        return f"127.0.{k}.1", f"127.0.{k}.2"
+
+    async def lb_for(self, service: str) -> LoadBalancerHttp | None:
+        async with self._lb_lock:
+            if service in self.lbs:
+                return self.lbs[service]
+            token_path = self.data_dir / "lb" / "token"
+            token = _token_file(token_path)
+            production, staging = self._addresses(service)
+            proc = await self._spawn(
+                "lb",
+                "serve",
+                "--api",
+                "127.0.0.1:0",
+                "--token-file",
+                str(token_path),
+                "--state-file",
+                str(self.data_dir / "lb" / f"{service}.json"),
+                "--production-address",
+                production,
+                "--staging-address",
+                staging,
+                "--loop",
+                "asyncio",
+                stdout=asyncio.subprocess.PIPE,
+            )
+            assert proc.stdout is not None
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), 60)
+                ready = json.loads(line)
+            except (TimeoutError, ValueError):
+                raise TemporaryError(f"The load balancer of {service} did not start.") from None
+            lb = LoadBalancerHttp(str(ready["api"]), token)
+            self.lbs[service] = lb
+            return lb
+
+    async def start(self) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o711)
+        store = SqliteStore(self.data_dir, clock=SystemClock())
+        self.store = store
+        token = ensure_token(self.data_dir)
+        host_token = self.data_dir / "hosts" / "token"
+        _token_file(host_token)
+        hosts = await asyncio.gather(
+            *(self._start_host(n, host_token) for n in range(self.host_count))
+        )
+        self.hosts = list(hosts)
+        management = Management(store)
+        controller = Controller(
+            management,
+            self.hosts,
+            data_dir=self.data_dir,
+            lb_for=self.lb_for,
+            settings=self.settings,
+            emulated=self.emulated,
+        )
+        management.observe = controller.snapshot
+        management.wake = controller.wake
+        self.controller = controller
+        server = _Server(uvicorn_config(create_app(management, token=token), *self.listen))
+        self.server = server
+        self._tasks.append(asyncio.create_task(server.serve()))
+        self._tasks.append(asyncio.create_task(controller.run(self._stop)))
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if self._tasks[0].done() or time.monotonic() > deadline:
+                raise TemporaryError(f"The management API could not listen on {self.listen}.")
+            await asyncio.sleep(0.02)
+        self.url = bound_url(server)
+        write_endpoint(self.data_dir, self.url)
+        self.log.info("platform.ready", url=self.url, hosts=self.host_count)
+        return self.url
+
+    async def stop(self, grace: float = 30.0) -> None:
+        self._stop.set()
+        if hasattr(self, "server"):
+            self.server.should_exit = True
+        for task in self._tasks:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, 15)
+        # Stop every instance: an empty desired set on each host, then wait until none is left.
+        for host in getattr(self, "hosts", []):
+            with contextlib.suppress(Exception):
+                await host.apply([])
+        deadline = time.monotonic() + grace
+        for host in getattr(self, "hosts", []):
+            while time.monotonic() < deadline:
+                try:
+                    if not await host.observe():
+                        break
+                except Exception:
+                    break
+                await asyncio.sleep(0.1)
+            with contextlib.suppress(Exception):
+                await host.close()
+        for lb in self.lbs.values():
+            with contextlib.suppress(Exception):
+                await lb.close()
+        for proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / "api.json").unlink()
+        if hasattr(self, "store"):
+            self.store.close()
+        self.log.info("platform.stopped")

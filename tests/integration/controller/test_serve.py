@@ -1,0 +1,239 @@
+"""End to end: a real ``cumulo serve`` (controller + API, two host agents, a load balancer per
+service) driven by the real CLI and the client: deploy to staging, serve through the VIP, swap,
+scale out and in, change a setting, delete; Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cumulo.client import Client
+
+pytestmark = pytest.mark.slow
+
+CSDEF = """<?xml version="1.0" encoding="utf-8"?>
+<ServiceDefinition name="hello" xmlns="http://schemas.microsoft.com/ServiceHosting/2008/10/ServiceDefinition"
+    xmlns:cumulo="http://cumulo.dev/schemas/2026/service-model" upgradeDomainCount="2">
+  <WebRole name="Web" vmsize="Small">
+    <Sites>
+      <Site name="Web" cumulo:wsgiApp="app:application">
+        <Bindings><Binding name="Http" endpointName="Http" /></Bindings>
+      </Site>
+    </Sites>
+    <Runtime executionContext="elevated">
+      <Environment>
+        <Variable name="GREETING">
+          <RoleInstanceValue xpath="{xpath}" />
+        </Variable>
+      </Environment>
+    </Runtime>
+    <Endpoints>
+      <InputEndpoint name="Http" protocol="http" port="{port}" localPort="*" />
+    </Endpoints>
+    <ConfigurationSettings><Setting name="Greeting" /></ConfigurationSettings>
+  </WebRole>
+</ServiceDefinition>
+"""
+
+XPATH = (
+    "/RoleEnvironment/CurrentInstance/ConfigurationSettings/ConfigurationSetting"
+    "[@name='Greeting']/@value"
+)
+CSDEF = CSDEF.replace("{xpath}", XPATH)
+
+CSCFG = """<?xml version="1.0" encoding="utf-8"?>
+<ServiceConfiguration serviceName="hello" xmlns="http://schemas.microsoft.com/ServiceHosting/2008/10/ServiceConfiguration">
+  <Role name="Web">
+    <Instances count="{count}" />
+    <ConfigurationSettings><Setting name="Greeting" value="{greeting}" /></ConfigurationSettings>
+  </Role>
+</ServiceConfiguration>
+"""
+
+APP = """
+import os
+
+def application(environ, start_response):
+    body = ("version {version} " + os.environ.get("GREETING", "")).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_service(root: Path, port: int, version: str = "1") -> Path:
+    (root / "Web").mkdir(parents=True, exist_ok=True)
+    (root / "ServiceDefinition.csdef").write_text(CSDEF.replace("{port}", str(port)))
+    (root / "ServiceConfiguration.cscfg").write_text(
+        CSCFG.replace("{count}", "2").replace("{greeting}", "hello")
+    )
+    (root / "Web" / "app.py").write_text(APP.replace("{version}", version))
+    return root
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+class Serve:
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULO_")}
+        self.env["CUMULO_HOME"] = str(data)
+        self.log = open(data.parent / "serve.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cumulo.cli.main",
+                "serve",
+                "--data-dir",
+                str(data),
+                "--hosts",
+                "2",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        info = wait_until(self._endpoint, 60, "cumulo serve to listen")
+        token = (data / "api-token").read_text().strip()
+        self.client = Client(info["url"], token)
+
+    def _endpoint(self) -> dict[str, Any] | None:
+        assert self.proc.poll() is None, (self.data.parent / "serve.log").read_text()[-3000:]
+        try:
+            return dict(json.loads((self.data / "api.json").read_text()))
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "cumulo.cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def logs(self) -> str:
+        """The tail of serve's log and of every instance log (for failure messages)."""
+        parts = [(self.data.parent / "serve.log").read_text()[-2000:]]
+        for log in sorted(self.data.glob("hosts/*/instances/*/logs/*.log")):
+            parts.append(f"--- {log}\n{log.read_text()[-1500:]}")
+        return "\n".join(parts)
+
+    def pids(self) -> set[int]:
+        """Every process this platform started: host agents, LBs, role instances."""
+        found = set()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(self.data).encode() in cmdline:
+                found.add(int(proc.name))
+        return found
+
+    def stop(self) -> None:
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    base = Path(tempfile.mkdtemp(dir="/tmp", prefix="cumulo-e2e-"))
+    os.chmod(base, 0o711)
+    s = Serve(base / "data")
+    try:
+        yield s
+    finally:
+        s.stop()
+        for pid in s.pids():
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def get(url: str) -> str:
+    return httpx.get(f"http://{url}/", timeout=5).text
+
+
+def test_deploy_swap_scale_config_and_ctrl_c(serve: Serve, tmp_path: Path) -> None:
+    port = free_port()
+    src = write_service(tmp_path / "hello", port)
+    out = serve.cli("deploy", "hello", str(src), "--slot", "staging", "--timeout", "90")
+    assert out.returncode == 0, out.stderr + serve.logs()
+
+    status = json.loads(serve.cli("status", "hello", "--json").stdout)
+    (staging,) = status["deployments"]
+    assert staging["slot"] == "staging" and staging["status"] == "Running"
+    assert staging["upgrade"] is None
+    instances = staging["instances"]
+    assert [(i["id"], i["role"], i["status"], i["update_domain"]) for i in instances] == [
+        ("Web_IN_0", "Web", "ReadyRole", 0),
+        ("Web_IN_1", "Web", "ReadyRole", 1),
+    ]
+    assert sorted(i["fault_domain"] for i in instances) == [0, 1]
+    vip = staging["vips"]["Http"]
+    assert get(vip) == "version 1 hello"
+
+    c = serve.client
+    c.wait(c.swap("hello")["id"], timeout=60)
+    prod = c.get_deployment("hello", "production")
+    assert prod["id"] == staging["id"]
+    assert get(prod["vips"]["Http"]) == "version 1 hello"
+
+    c.wait(c.scale("hello", "production", "Web", 3)["id"], timeout=90)
+    assert len(c.get_deployment("hello", "production")["instances"]) == 3
+    c.wait(c.scale("hello", "production", "Web", 1)["id"], timeout=90)
+    assert [i["id"] for i in c.get_deployment("hello", "production")["instances"]] == ["Web_IN_0"]
+
+    cfg = CSCFG.replace("{count}", "1").replace("{greeting}", "bonjour")
+    c.wait(c.change_configuration("hello", "production", cfg)["id"], timeout=90)
+    wait_until(lambda: get(prod["vips"]["Http"]) == "version 1 bonjour", 30, "the new setting")
+
+    events = [e["name"] for e in c.events("hello")]
+    assert "swap.done" in events and "operation.succeeded" in events
+
+    started = serve.pids()
+    assert started, "host agents, the load balancer and instances run"
+    serve.proc.send_signal(signal.SIGINT)
+    assert serve.proc.wait(60) == 0
+    wait_until(lambda: not serve.pids(), 10, "every process to exit")
