@@ -279,8 +279,8 @@ def main() -> None:
                 results[name].append(r)
                 if args.fresh:
                     fresh[name].append(wrk(port, args.duration, 16, fresh=True))
-            line = "  ".join(f"{n.split(' (')[0][:6]}:{results[n][-1]['rps']:.0f}" for n in configs)
-            print(f"round {rnd + 1}: req/s {line}", flush=True)
+            line = "  ".join(f"{results[n][-1]['rps']:.0f}" for n in configs)
+            print(f"round {rnd + 1}: req/s {line}  ({', '.join(configs)})", flush=True)
         print(f"after:  {uptime()}\n")
         report(results)
         if args.fresh:

@@ -13,14 +13,15 @@ apt-get when missing). The machine is shared: numbers are noisy (``uptime`` is p
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import re
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -94,7 +95,9 @@ def wrk_result(proc: subprocess.Popen[str]) -> tuple[int, int, str]:
     return total, errors, (found.group(0) if found else "no socket errors")
 
 
-def checker(port: int, stop: threading.Event, counts: dict[str, int]) -> None:
+def checker(port: int, stop: Any, queue: Any) -> None:
+    """Runs in its own process (so it does not hold the GIL of the process timing the swaps)."""
+    counts: dict[str, int] = {}
     while not stop.is_set():
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -107,6 +110,7 @@ def checker(port: int, stop: threading.Event, counts: dict[str, int]) -> None:
         except OSError:
             key = "failed"
         counts[key] = counts.get(key, 0) + 1
+    queue.put(counts)
 
 
 def main() -> None:
@@ -123,9 +127,10 @@ def main() -> None:
         print(f"before: {lbbench.uptime()}", flush=True)
         fresh = wrk_run(prod, args.duration, 16, close=True)
         kept = wrk_run(stag, args.duration, 16, close=False)
-        stop = threading.Event()
-        counts: dict[str, int] = {}
-        check = threading.Thread(target=checker, args=(prod, stop, counts))
+        ctx = multiprocessing.get_context("fork")
+        stop = ctx.Event()
+        queue = ctx.Queue()
+        check = ctx.Process(target=checker, args=(prod, stop, queue))
         check.start()
         time.sleep(1.0)
         gap = max(0.0, (args.duration - 3) / args.swaps)
@@ -140,7 +145,8 @@ def main() -> None:
         f_total, f_err, f_detail = wrk_result(fresh)
         k_total, k_err, k_detail = wrk_result(kept)
         stop.set()
-        check.join()
+        counts: dict[str, int] = queue.get(timeout=30)
+        check.join(timeout=30)
         print(f"after:  {lbbench.uptime()}\n")
         q = statistics.quantiles
         print(f"{args.swaps} swaps under load")
@@ -168,8 +174,15 @@ def main() -> None:
         failed = f_err + k_err + counts.get("failed", 0) + counts.get("bad", 0)
         print(
             f"\ngoal: 0 failed requests -> {failed} ({'met' if failed == 0 else 'NOT met'}); "
-            f"swap < 10 ms -> API p99 {q(rtt, n=100)[98]:.2f} ms "
-            f"({'met' if q(rtt, n=100)[98] < 10 else 'NOT met'})"
+            f"swap < 10 ms -> in the LB p99 {q(inside, n=100)[98]:.2f} ms "
+            f"({'met' if q(inside, n=100)[98] < 10 else 'NOT met'}), "
+            f"API round trip median {statistics.median(rtt):.2f} ms "
+            f"({'met' if statistics.median(rtt) < 10 else 'NOT met'}), "
+            f"p99 {q(rtt, n=100)[98]:.2f} ms ({'met' if q(rtt, n=100)[98] < 10 else 'NOT met'})"
+        )
+        print(
+            "(the round trip includes the client's HTTP stack and waiting for a CPU on a box that "
+            "the load saturates; 'in the LB' is from the parsed request to the routes switched)"
         )
         client.close()
     finally:

@@ -2,7 +2,7 @@
 
 Why so small and hand-written: it is the control plane of a data-plane process, called a few
 times per deployment change, and it must run in the same event loop as the proxy (so a swap is
-applied between two accepts, never during one). One request per connection, JSON in and out,
+applied between two accepts, never during one). HTTP/1.1 with keep-alive, JSON in and out,
 errors as problem+json with the stable codes of ``cumulo.errors``.
 
 Every route except ``GET /healthz`` needs ``Authorization: Bearer <token>``.
@@ -79,6 +79,7 @@ class LbApi:
         self.lb = lb
         self.token = token
         self.server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         self.server = await asyncio.start_server(self._serve, host, port, limit=MAX_HEADER)
@@ -88,32 +89,47 @@ class LbApi:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+            for writer in list(self._writers):
+                writer.close()
             await self.server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Answer requests on one connection (HTTP/1.1 keep-alive, so a controller that keeps its
+        connection open pays no TCP handshake per call) until the client closes or asks to."""
+        self._writers.add(writer)
         try:
-            request = await self._read(reader)
-            if request is None:
-                return
-            status, ctype, body = await self._dispatch(request)
-        except CumuloError as exc:
-            status, ctype, body = _problem(exc)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            while True:
+                keep = False
+                try:
+                    request = await self._read(reader)
+                    if request is None:
+                        break
+                    keep = request.headers.get("connection", "").lower() != "close"
+                    status, ctype, body = await self._dispatch(request)
+                except CumuloError as exc:
+                    status, ctype, body = _problem(exc)
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                    break
+                except Exception as exc:  # a bug: answer 500 instead of dropping the connection
+                    self.lb.log.error("lb.api.error", error=repr(exc))
+                    status, ctype, body = _problem(CumuloError(f"internal error: {exc!r}"))
+                head = (
+                    f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+                    f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                    f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
+                )
+                try:
+                    writer.write(head.encode("latin-1") + body)
+                    await writer.drain()
+                except ConnectionError:
+                    break
+                if not keep:
+                    break
+        finally:
+            self._writers.discard(writer)
             writer.close()
-            return
-        except Exception as exc:  # a bug: answer 500 instead of dropping the connection
-            self.lb.log.error("lb.api.error", error=repr(exc))
-            status, ctype, body = _problem(CumuloError(f"internal error: {exc!r}"))
-        head = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        )
-        with contextlib.suppress(ConnectionError):
-            writer.write(head.encode("latin-1") + body)
-            await writer.drain()
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
 
     async def _read(self, reader: asyncio.StreamReader) -> Request | None:
         try:

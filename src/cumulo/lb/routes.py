@@ -22,8 +22,9 @@ docs/networking.md::
           "endpoints": {             # InputEndpoints only; internal endpoints never appear here
             "Http": {
               "role": "WebRole1",    # optional, informational
-              "publicPort": 80,      # 1-65535, or 0 = any free port (tests); when taken or not
-                                     # permitted the LB walks to the next free port and reports it
+              "publicPort": 80,      # 1-65535, or 0 = any free port (tests); when taken the LB
+                                     # walks to the next free port (privileged and refused:
+                                     # port + 8000) and reports the real one
               "protocol": "http",    # tcp | http | https (all proxied at L4); udp is refused
               "distribution": "fiveTuple",  # fiveTuple (default) | sourceIP | sourceIPProtocol |
                                      # roundRobin | leastConnections (the last two: extensions)
