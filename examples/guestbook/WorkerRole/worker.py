@@ -1,16 +1,304 @@
-"""The guestbook's worker: for now it only says it is alive, once a minute, until stopped."""
+"""The guestbook's worker role: turns thumbnail requests from the queue into thumbnails.
 
+For each queue message ``{"pk": PartitionKey, "rk": RowKey}`` (sent by the web role after it
+stored an entry with a picture) the worker downloads the picture, makes a thumbnail (Pillow),
+uploads it to the thumbnails container, merges ``ThumbnailBlob``/``ThumbnailUrl`` into the
+entry, then deletes the message.
+
+Every step is idempotent, so a message that is processed again — its instance was killed after
+some of the steps, or its visibility timeout ran out while another instance was still working —
+does no harm: the thumbnail's blob name is fixed by the entry, an entry that already has its
+thumbnail only gets its message deleted, and deleting a message someone else already deleted is
+not an error. A message received more than ``MAX_DEQUEUE`` times (a "poison" message) is logged
+and removed.
+
+Run by cumulo (ServiceDefinition.csdef): ``python -m cumulo.sdk.run worker:Worker``; the
+connection string is the role's ``StorageConnectionString`` setting, read through
+``RoleEnvironment`` (so a changed setting is used from the next message on). Outside cumulo:
+``STORAGE_CONNECTION_STRING=... python worker.py`` (default ``UseDevelopmentStorage=true``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
 import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
+from typing import Any
 
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableServiceClient, UpdateMode
+from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.queue import QueueMessage, QueueServiceClient
+from thumbnail import ThumbnailError, make_thumbnail
 
-instance = os.environ.get("ROLE_INSTANCE_ID", "unknown instance")
-print(f"worker {instance} started", flush=True)
-while not stop.wait(60):
-    print(f"worker {instance} alive", flush=True)
-print(f"worker {instance} stopping", flush=True)
-sys.exit(0)
+try:
+    from cumulo.sdk import RoleEntryPoint, RoleEnvironment
+except ImportError:  # outside cumulo: a stand-in with the same shape
+
+    class RoleEntryPoint:  # type: ignore[no-redef]
+        def __init__(self) -> None:
+            self.stop_requested = threading.Event()
+
+        def on_start(self) -> bool:
+            return True
+
+        def run(self) -> None:
+            self.stop_requested.wait()
+
+        def on_stop(self) -> None:
+            return None
+
+    RoleEnvironment = None  # type: ignore[assignment]
+
+
+# The contract with the web role (WebRole/webstore.py; a unit test checks both agree).
+SETTING = "StorageConnectionString"
+TABLE = "guestbook"
+PICTURES = "guestbook-pictures"
+THUMBNAILS = "guestbook-thumbnails"
+QUEUE = "guestbook-thumbnails"
+ENV_VARS = ("STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
+DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
+
+MAX_DEQUEUE = 5
+"""A message received more often than this is poison: logged and deleted."""
+VISIBILITY_TIMEOUT = 60
+"""Seconds a received message stays invisible to the other instances while this one works."""
+BATCH = 16
+IDLE_WAIT_MAX = 1.0
+"""Longest pause between polls of an empty queue (seconds); the pause doubles from 50 ms."""
+
+_from_role: str | None = None
+
+
+def log(event: str, **fields: Any) -> None:
+    """One line per event on stdout (the instance's entry.log)."""
+    parts = [event] + [
+        f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in fields.items()
+    ]
+    print(" ".join(parts), flush=True)
+
+
+def connection_string() -> str:
+    """The role's StorageConnectionString, else the environment, else development storage."""
+    global _from_role
+    if RoleEnvironment is not None and os.environ.get("CUMULO_AGENT_SOCKET"):
+        if RoleEnvironment.is_available:
+            _from_role = RoleEnvironment.get_configuration_setting_value(SETTING)
+            return _from_role
+        if _from_role is not None:  # the agent is restarting: keep the last value it gave
+            return _from_role
+    for var in ENV_VARS:
+        value = os.environ.get(var)
+        if value:
+            return value
+    return DEFAULT_CONNECTION_STRING
+
+
+class WorkerStore:
+    """Clients for one connection string; creates what the worker needs once."""
+
+    def __init__(self, conn: str) -> None:
+        self.connection_string = conn
+        self.tables = TableServiceClient.from_connection_string(conn)
+        self.blobs = BlobServiceClient.from_connection_string(conn)
+        self.table = self.tables.get_table_client(TABLE)
+        self.pictures = self.blobs.get_container_client(PICTURES)
+        self.thumbnails = self.blobs.get_container_client(THUMBNAILS)
+        self.queue = QueueServiceClient.from_connection_string(conn).get_queue_client(QUEUE)
+        self._ready = False
+
+    def ensure(self) -> None:
+        if self._ready:
+            return
+        self.tables.create_table_if_not_exists(TABLE)
+        for container in (self.pictures, self.thumbnails):
+            with contextlib.suppress(ResourceExistsError):
+                container.create_container()
+        with contextlib.suppress(ResourceExistsError):
+            self.queue.create_queue()
+        self._ready = True
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one message: ``status`` is a word for logs and tests."""
+
+    status: str  # made | already | poison | malformed | no-entry | no-picture | unreadable
+    detail: str = ""
+
+
+def parse_request(content: str) -> tuple[str, str] | None:
+    """(PartitionKey, RowKey) from a message's content, or None when it is not a request."""
+    try:
+        data = json.loads(content)
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    pk, rk = data.get("pk"), data.get("rk")
+    if not (isinstance(pk, str) and isinstance(rk, str) and pk and rk):
+        return None
+    if any(c in s for s in (pk, rk) for c in "/\\#?'") or len(pk) > 64 or len(rk) > 64:
+        return None
+    return pk, rk
+
+
+def thumbnail_name(row_key: str) -> str:
+    return f"{row_key}.jpg"
+
+
+def _delete(store: WorkerStore, message: QueueMessage) -> None:
+    """Delete a message; one that is gone or was received again elsewhere is not an error."""
+    try:
+        store.queue.delete_message(message)
+    except ResourceNotFoundError:
+        pass
+    except HttpResponseError as exc:
+        if exc.status_code not in (400, 404):  # 400 PopReceiptMismatch: another receiver has it
+            raise
+
+
+def process_message(store: WorkerStore, message: QueueMessage) -> Outcome:
+    """Handle one received message; transient storage errors propagate (the message stays)."""
+    outcome = _process(store, message)
+    _delete(store, message)
+    log(
+        "thumbnail." + outcome.status,
+        message=message.id,
+        dequeue_count=message.dequeue_count or 0,
+        detail=outcome.detail,
+    )
+    return outcome
+
+
+def _process(store: WorkerStore, message: QueueMessage) -> Outcome:
+    if (message.dequeue_count or 0) > MAX_DEQUEUE:
+        return Outcome(
+            "poison", f"received {message.dequeue_count} times: {message.content!r:.200}"
+        )
+    keys = parse_request(message.content)
+    if keys is None:
+        return Outcome("malformed", f"{message.content!r:.200}")
+    pk, rk = keys
+    try:
+        entity = store.table.get_entity(pk, rk)
+    except ResourceNotFoundError:
+        return Outcome("no-entry", f"{pk}/{rk}")
+    name = thumbnail_name(rk)
+    if entity.get("ThumbnailBlob") == name:
+        return Outcome("already", f"{pk}/{rk}")
+    picture = entity.get("PictureBlob")
+    if not picture:
+        return Outcome("no-picture", f"{pk}/{rk} has no picture")
+    try:
+        data = store.pictures.download_blob(picture).readall()
+    except ResourceNotFoundError:
+        return Outcome("no-picture", f"{pk}/{rk}: blob {picture} is gone")
+    try:
+        thumb = make_thumbnail(data)
+    except ThumbnailError as exc:
+        _merge(store, pk, rk, {"ThumbnailState": "failed", "ThumbnailError": str(exc)[:500]})
+        return Outcome("unreadable", str(exc))
+    blob = store.thumbnails.upload_blob(
+        name, thumb, overwrite=True, content_settings=ContentSettings(content_type="image/jpeg")
+    )
+    _merge(
+        store,
+        pk,
+        rk,
+        {"ThumbnailBlob": name, "ThumbnailUrl": blob.url, "ThumbnailState": "done"},
+    )
+    return Outcome("made", f"{pk}/{rk} -> {name} ({len(thumb)} bytes)")
+
+
+def _merge(store: WorkerStore, pk: str, rk: str, values: dict[str, Any]) -> None:
+    """Merge into the entry (unconditionally: the values are the same however often it runs)."""
+    # An entry removed meanwhile has nothing to update.
+    with contextlib.suppress(ResourceNotFoundError):
+        store.table.update_entity(
+            {"PartitionKey": pk, "RowKey": rk, **values}, mode=UpdateMode.MERGE
+        )
+
+
+def drain_once(
+    store: WorkerStore, *, visibility_timeout: int = VISIBILITY_TIMEOUT, batch: int = BATCH
+) -> list[Outcome]:
+    """Receive up to ``batch`` messages and process each; returns their outcomes."""
+    store.ensure()
+    outcomes = []
+    for message in store.queue.receive_messages(
+        messages_per_page=batch, visibility_timeout=visibility_timeout, max_messages=batch
+    ):
+        try:
+            outcomes.append(process_message(store, message))
+        except Exception as exc:
+            # Storage trouble (or a bug): leave the message; it is received again after its
+            # visibility timeout, and removed as poison after MAX_DEQUEUE attempts.
+            log("thumbnail.retry_later", message=message.id, error=repr(exc)[:300])
+    return outcomes
+
+
+def work(stop: threading.Event, *, store: WorkerStore | None = None) -> None:
+    """Process messages until ``stop`` is set; survives storage outages."""
+    current = store
+    wait = 0.05
+    while not stop.is_set():
+        try:
+            if store is None:
+                conn = connection_string()
+                if current is None or current.connection_string != conn:
+                    current = WorkerStore(conn)
+            assert current is not None
+            busy = bool(drain_once(current))
+            wait = 0.05 if busy else min(IDLE_WAIT_MAX, wait * 2)
+        except AzureError as exc:
+            log("worker.storage_unavailable", error=type(exc).__name__, detail=str(exc)[:200])
+            wait = 2.0
+        except Exception as exc:  # a bug must not end the loop silently
+            log("worker.error", error=repr(exc)[:300])
+            wait = 2.0
+        stop.wait(wait)
+
+
+class Worker(RoleEntryPoint):
+    """The role entry point (``python -m cumulo.sdk.run worker:Worker``)."""
+
+    def on_start(self) -> bool:
+        instance = os.environ.get("CUMULO_ROLE_INSTANCE_ID", "local")
+        log("worker.started", instance=instance)
+        return True
+
+    def run(self) -> None:
+        work(self.stop_requested)
+        log("worker.stopped")
+
+    def on_stop(self) -> None:
+        self.stop_requested.set()
+
+
+def main() -> int:
+    """Outside cumulo: run until SIGTERM or Ctrl-C."""
+    worker = Worker()
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop_requested.set())
+    if not worker.on_start():
+        return 1
+    thread = threading.Thread(target=worker.run, name="worker")
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
