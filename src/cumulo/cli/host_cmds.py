@@ -83,6 +83,7 @@ def host() -> None:
 @click.option("--backoff-cap", type=float, help="largest restart delay, seconds")
 @click.option("--probe-scale", type=float, help="multiplies custom probe intervals/timeouts")
 @click.option("--no-cgroups", is_flag=True, help="use rlimits even where cgroups are available")
+@click.option("--drain", type=float, help="seconds out of rotation before Stopping (default 1)")
 def run(
     data_dir: Path,
     listen: str,
@@ -94,6 +95,7 @@ def run(
     backoff_cap: float | None,
     probe_scale: float | None,
     no_cgroups: bool,
+    drain: float | None,
 ) -> None:
     """Run a host agent serving its API on --listen."""
     import uvicorn
@@ -109,6 +111,8 @@ def run(
     settings = _settings(
         heartbeat_interval, heartbeat_timeout, backoff_base, backoff_cap, probe_scale, no_cgroups
     )
+    if drain is not None:
+        settings = replace(settings, drain_s=drain)
     agent = HostAgent(data_dir, settings, host_id=host_id)
     app = create_app(agent, token, manage_agent=True)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -388,6 +388,14 @@ class Guest:
             else self.run_as
         )
         owner = limited
+        if os.geteuid() == 0 and limited.switches:
+            blocked = _untraversable_parent(self.root.parent)
+            if blocked is not None:
+                raise CumuloError(
+                    f"The instance directory {self.root} cannot be reached by the user "
+                    f"'{limited.name}' of limited roles: {blocked} is not traversable by others "
+                    "(chmod o+x it, or give the host agent a data directory under /srv or /var)."
+                )
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
         approot = Path(self.paths.approot)
@@ -990,6 +998,18 @@ def _sentence(exc: BaseException) -> str:
         where = f" ({exc.filename})" if exc.filename else ""
         return f"{exc.strerror or exc}{where}"
     return str(exc)
+
+
+def _untraversable_parent(path: Path) -> Path | None:
+    """The first directory from / down to ``path`` that others cannot traverse, if any."""
+    current = path.resolve()
+    for directory in [*reversed(current.parents), current]:
+        try:
+            if not os.stat(directory).st_mode & 0o001:
+                return directory
+        except OSError:
+            return directory
+    return None
 
 
 def _chown_tree(top: Path, uid: int, gid: int) -> None:

@@ -1,12 +1,12 @@
 """The runtime directory: what every role process finds on its PYTHONPATH.
 
 ``<data>/runtime/python`` (world-readable) holds a copy of ``cumulo.sdk`` (under a stub
-``cumulo`` package), ``cumulo_sitehost`` (the hosted-site launcher) and the site server's
-packages (gunicorn, uvicorn, h11, click, httptools, uvloop, a2wsgi) copied from the agent's environment.
-They are copied because the agent's own interpreter and virtualenv may be unreadable by the
-unprivileged role user (e.g. a pyenv under /root). The compiled packages fit a role interpreter
-of the same Python minor version (3.11 here); with another version, a hosted site needs the
-server in the role's dependency environment.
+``cumulo`` package), ``cumulo_sitehost`` (the hosted-site launcher) and the site servers'
+packages (gunicorn, uvicorn, h11, click, httptools, uvloop, a2wsgi) copied from the agent's
+environment. They are copied because the agent's own interpreter and virtualenv may be
+unreadable by the unprivileged role user (e.g. a pyenv under /root). The compiled packages fit
+a role interpreter of the same Python minor version (3.11 here); with another version, a hosted
+site needs the servers in the role's dependency environment.
 """
 
 from __future__ import annotations

@@ -42,8 +42,9 @@ class HostSettings:
     heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
     probes: ProbeSettings = field(default_factory=ProbeSettings)
     logs: LogSettings = field(default_factory=LogSettings)
-    drain_s: float = 0.0
-    """Time an instance stays out of rotation before ``Stopping`` is sent (lets the LB notice)."""
+    drain_s: float = 1.0
+    """Seconds an instance stays out of rotation (``routable`` false, still running) before
+    ``Stopping`` is sent on a graceful stop, so the load balancer sees it leave first."""
     role_user: str = "cumulo-role"
     """The unprivileged user for ``limited`` instances when the agent runs as root."""
     use_cgroups: bool = True

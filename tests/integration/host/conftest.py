@@ -35,6 +35,7 @@ FAST = HostSettings(
     heartbeat=HeartbeatSettings(interval_s=0.2, timeout_s=1.0),
     probes=ProbeSettings(scale=1.0),
     logs=LogSettings(check_interval_s=0.2),
+    drain_s=0.0,
 )
 
 

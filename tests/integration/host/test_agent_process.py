@@ -69,6 +69,8 @@ class Agent:
                 "0.1",
                 "--backoff-cap",
                 "0.5",
+                "--drain",
+                "0",
             ],
             stdout=log,
             stderr=log,

@@ -103,3 +103,22 @@ def test_unreachable_interpreter_fails_with_a_clear_status(
             assert "never" in observed(agent, elevated.key)["log_tail"]
 
     run(body())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a limited user")
+def test_data_dir_behind_a_private_parent_is_a_clear_status(tmp_path: Path, host_id: str) -> None:
+    # pytest's tmp_path is under a 0700 directory: a limited role could not reach it
+    data_dir = tmp_path / "data"
+    source = write_role(tmp_path / "role", {"w.py": "print('never')\n"})
+    s = spec(source, entry_point=ProgramEntryPointSpec("python w.py"))
+
+    async def body() -> None:
+        async with running_agent(data_dir, host_id) as agent:
+            await agent.apply([s])
+            o = await wait_for(
+                lambda: (x := observed(agent, s.key))["state"] == "FailedStartingRole" and x, 15
+            )
+            assert "cannot be reached by the user 'cumulo-role' of limited roles" in o["detail"]
+            assert "is not traversable by others" in o["detail"]
+
+    run(body())
