@@ -371,3 +371,27 @@ def test_malformed_block_list_and_ranges(storage: Endpoints, container: Containe
     assert (status, code) == (400, "Md5Mismatch")
     status, code = _raw(storage, "PUT", f"{name}/blk?comp=block&blockid=%21%21", b"x", {})
     assert status == 400
+
+
+def test_blob_sas_with_a_stored_access_policy(
+    storage: Endpoints, container: ContainerClient
+) -> None:
+    from azure.storage.blob import AccessPolicy
+
+    container.upload_blob("p", b"policy")
+    container.set_container_access_policy(
+        signed_identifiers={
+            "readers": AccessPolicy(
+                permission=ContainerSasPermissions(read=True),
+                expiry=datetime.now(UTC) + timedelta(hours=1),
+            )
+        }
+    )
+    sas = generate_blob_sas(
+        storage.account, container.container_name, "p", account_key=storage.key, policy_id="readers"
+    )
+    url = f"{storage.url('blob')}/{container.container_name}/p"
+    assert BlobClient.from_blob_url(url, credential=sas).download_blob().readall() == b"policy"
+    with pytest.raises(HttpResponseError) as info:
+        BlobClient.from_blob_url(url, credential=sas).upload_blob(b"x", overwrite=True)
+    assert info.value.status_code == 403

@@ -358,3 +358,28 @@ def test_bad_receive_parameters_are_refused(
     status, got, _ = _raw(storage, "GET", f"{queue.queue_name}/messages", b"", query)
     assert status == 400
     assert got == code
+
+
+def test_sas_with_a_stored_access_policy(storage: Endpoints, queue: QueueClient) -> None:
+    from azure.storage.queue import AccessPolicy
+
+    now = datetime.now(UTC)
+    queue.set_queue_access_policy(
+        signed_identifiers={
+            "adders": AccessPolicy(
+                permission=QueueSasPermissions(add=True),
+                expiry=now + timedelta(hours=1),
+                start=now - timedelta(hours=1),
+            )
+        }
+    )
+    sas = generate_queue_sas(storage.account, queue.queue_name, storage.key, policy_id="adders")
+    client = _sas_client(storage, queue.queue_name, sas)
+    client.send_message("by policy")
+    with pytest.raises(HttpResponseError) as info:
+        list(client.receive_messages())
+    assert info.value.status_code == 403
+    unknown = generate_queue_sas(storage.account, queue.queue_name, storage.key, policy_id="nope")
+    with pytest.raises(HttpResponseError) as info2:
+        _sas_client(storage, queue.queue_name, unknown).send_message("x")
+    assert info2.value.status_code == 403

@@ -103,3 +103,37 @@ def test_connection_close_is_honoured() -> None:
     proto.data_received(b"GET /a HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert b"Connection: close" in transport.out
     assert transport.closed
+
+
+def test_large_bodies_stream_to_a_spool_file_with_their_md5(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    seen: list[tuple[bytes, bytes | None, int]] = []
+
+    def handler(req: Request) -> Response:
+        if req.body_file is not None:
+            assert req.body == b""
+            seen.append((req.body_bytes(), req.body_md5, req.body_size))
+        return Response(201)
+
+    proto = HttpProtocol(handler, lambda e: Response(400), 10_000, str(tmp_path), 100)
+    transport = FakeTransport()
+    proto.connection_made(transport)
+    body = bytes(range(256)) * 2
+    data = b"PUT /a HTTP/1.1\r\nContent-Length: 512\r\n\r\n" + body + b"GET /b HTTP/1.1\r\n\r\n"
+    for i in range(0, len(data), 50):
+        proto.data_received(data[i : i + 50])
+    assert seen == [(body, hashlib.md5(body).digest(), 512)]
+    assert transport.out.count(b"HTTP/1.1 201") == 2
+    assert list(tmp_path.iterdir()) == []  # the spool file is gone after the response
+
+
+def test_a_dropped_connection_removes_its_partial_spool_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proto = HttpProtocol(
+        lambda r: Response(201), lambda e: Response(400), 10_000, str(tmp_path), 100
+    )
+    proto.connection_made(FakeTransport())
+    proto.data_received(b"PUT /a HTTP/1.1\r\nContent-Length: 5000\r\n\r\n" + b"x" * 300)
+    assert len(list(tmp_path.iterdir())) == 1
+    proto.connection_lost(None)
+    assert list(tmp_path.iterdir()) == []

@@ -18,7 +18,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cmp_to_key
@@ -176,6 +176,8 @@ class Need:
     blob: str | None = None
     queue: str | None = None
     table: str | None = None
+    policy: Callable[[str], dict[str, str] | None] | None = None
+    """Looks up a stored access policy (``si``) of the resource: {"st", "se", "sp"}."""
     all_perms: str = ""
     """Letters that must all be granted (e.g. an upsert needs both add and update)."""
     anonymous: bool = False
@@ -211,9 +213,7 @@ def parse_sas_time(value: str, name: str) -> datetime:
 def _check_common(q: Mapping[str, str], now: datetime, peer: str) -> None:
     expiry = q.get("se")
     if not expiry:
-        raise _auth_failed(
-            "The SAS has no expiry (se) and stored access policies are not supported."
-        )
+        raise _auth_failed("The SAS has no expiry (se), in itself or in its stored policy.")
     if now >= parse_sas_time(expiry, "se"):
         raise _auth_failed("Signed expiry time has passed (the SAS is expired).")
     start = q.get("st")
@@ -344,6 +344,20 @@ def check_service_sas(
         for r in resources
     ):
         raise _auth_failed("The SAS signature does not match.")
+    si = q.get("si")
+    if si:
+        policy = need.policy(si) if need.policy is not None else None
+        if policy is None:
+            raise _auth_failed(f"The stored access policy {si!r} does not exist on the resource.")
+        merged = dict(q)
+        for field in ("st", "se", "sp"):
+            if policy.get(field):
+                if q.get(field):
+                    raise _auth_failed(
+                        f"The SAS field {field} is set both in the URL and in policy {si!r}."
+                    )
+                merged[field] = policy[field]
+        q = merged
     _check_common(q, now, peer)
     perms = need.service_perms if need.service_perms is not None else need.perms
     if not _granted(q.get("sp", ""), perms, need.all_perms):

@@ -39,7 +39,7 @@ from cumulo.storage.azure.common import (
 from cumulo.storage.azure.db import Database
 from cumulo.storage.azure.errors import StorageError, bad_header, invalid_xml
 from cumulo.storage.azure.http import Request, Response
-from cumulo.storage.azure.queue import signed_identifiers
+from cumulo.storage.azure.queue import policy_from_acl, signed_identifiers
 from cumulo.storage.azure.service_props import ServiceProperties
 
 SCHEMA = [
@@ -185,6 +185,25 @@ class BlobService:
 
     # -- files -------------------------------------------------------------------------------
 
+    def _body_file(self, req: Request) -> str:
+        """Store the request body as a new content file (adopting a spooled one)."""
+        if req.body_file is None:
+            return self._write_file(req.body)
+        name = uuid.uuid4().hex
+        sub = self.root / name[:2]
+        sub.mkdir(exist_ok=True)
+        if self.sync:
+            fd = os.open(req.body_file, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.rename(req.body_file, sub / name)
+        if self.sync:
+            self._fsync_dir(sub)
+            self._fsync_dir(self.root)
+        return name
+
     def _write_file(self, data: bytes) -> str:
         name = uuid.uuid4().hex
         sub = self.root / name[:2]
@@ -245,6 +264,9 @@ class BlobService:
         removed = 0
         for sub in self.root.iterdir():
             if not sub.is_dir():
+                if sub.name.startswith(".incoming-"):
+                    sub.unlink(missing_ok=True)
+                    removed += 1
                 continue
             for path in sub.iterdir():
                 if path.name not in referenced:
@@ -354,6 +376,14 @@ class BlobService:
             )
         raise _unsupported(req)
 
+    def stored_policy(self, account: str, need: Need, identifier: str) -> dict[str, str] | None:
+        if need.container is None:
+            return None
+        row = self.db.conn.execute(
+            "SELECT acl FROM containers WHERE account=? AND name=?", (account, need.container)
+        ).fetchone()
+        return policy_from_acl(row[0], identifier) if row else None
+
     # -- containers --------------------------------------------------------------------------
 
     def _public(self, account: str, name: str) -> str | None:
@@ -451,7 +481,7 @@ class BlobService:
         return response
 
     def set_container_acl(self, req: Request, account: str, name: str) -> Response:
-        acl = signed_identifiers(req.body)
+        acl = signed_identifiers(req.body_bytes())
         public = req.headers.get("x-ms-blob-public-access") or None
         if public not in (None, "blob", "container"):
             raise bad_header("x-ms-blob-public-access", public, "use blob or container")
@@ -721,8 +751,9 @@ class BlobService:
         return props
 
     @staticmethod
-    def _check_md5(req: Request, data: bytes) -> str:
-        digest = base64.b64encode(hashlib.md5(data).digest()).decode()
+    def _check_md5(req: Request) -> str:
+        raw = req.body_md5 if req.body_file else hashlib.md5(req.body).digest()
+        digest = base64.b64encode(raw or b"").decode()
         sent = req.headers.get("content-md5")
         if sent and sent != digest:
             raise StorageError(
@@ -809,28 +840,28 @@ class BlobService:
                 "An HTTP header that's mandatory for this request is not specified: "
                 "x-ms-blob-type (BlockBlob or AppendBlob).",
             )
-        data = req.body
-        if btype == "AppendBlob" and data:
+        size = req.body_size
+        if btype == "AppendBlob" and size:
             raise StorageError(
                 400, "InvalidHeaderValue", "An append blob is created empty (Content-Length: 0)."
             )
         self._container(account, container)  # fail before writing a file
-        md5 = self._check_md5(req, data)
+        md5 = self._check_md5(req)
         files: set[str] = set()
         extents: list[list[Any]] = []
-        if data:
-            file = self._write_file(data)
+        if size:
+            file = self._body_file(req)
             files.add(file)
-            extents = [["", file, len(data)]]
+            extents = [["", file, size]]
         props = self._content_props(req, md5 if btype == "BlockBlob" else None)
-        return self._store(req, account, container, name, btype, extents, len(data), props, files)
+        return self._store(req, account, container, name, btype, extents, size, props, files)
 
     def put_block(self, req: Request, account: str, container: str, name: str) -> Response:
         block_id = req.query.get("blockid", "")
         check_block_id(block_id)
-        self._check_md5(req, req.body)
+        self._check_md5(req)
         cid = self._container(account, container)[0]
-        file = self._write_file(req.body)
+        file = self._body_file(req)
         old: list[str] = []
         try:
             with self.db.write() as conn:
@@ -844,7 +875,7 @@ class BlobService:
                 conn.execute(
                     "INSERT OR REPLACE INTO blocks (cid, blob, block_id, file, size) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (cid, name, block_id, file, len(req.body)),
+                    (cid, name, block_id, file, req.body_size),
                 )
         except BaseException:
             self._unlink({file})
@@ -893,7 +924,7 @@ class BlobService:
         return extents, total
 
     def put_block_list(self, req: Request, account: str, container: str, name: str) -> Response:
-        wanted = [[kind, block_id] for kind, block_id in block_list_from_xml(req.body)]
+        wanted = [[kind, block_id] for kind, block_id in block_list_from_xml(req.body_bytes())]
         props = self._content_props(req, None)
         return self._store(
             req,
@@ -909,12 +940,12 @@ class BlobService:
         )
 
     def append_block(self, req: Request, account: str, container: str, name: str) -> Response:
-        data = req.body
-        if not data:
+        size = req.body_size
+        if not size:
             raise StorageError(400, "InvalidHeaderValue", "Append Block needs a non-empty body.")
-        md5 = self._check_md5(req, data)
+        md5 = self._check_md5(req)
         cid, _row = self._need_blob(account, container, name)
-        file = self._write_file(data)
+        file = self._body_file(req)
         now = self.now()
         etag = self._etag()
         try:
@@ -936,7 +967,7 @@ class BlobService:
                     )
                 offset = row[2]
                 max_size = req.headers.get("x-ms-blob-condition-maxsize")
-                if max_size and offset + len(data) > int(max_size):
+                if max_size and offset + size > int(max_size):
                     raise StorageError(
                         412,
                         "MaxBlobSizeConditionNotMet",
@@ -949,10 +980,10 @@ class BlobService:
                         "AppendPositionConditionNotMet",
                         "The append position condition specified was not met.",
                     )
-                extents.append(["", file, len(data)])
+                extents.append(["", file, size])
                 conn.execute(
                     "UPDATE blobs SET size=?, etag=?, modified=?, extents=? WHERE bid=?",
-                    (offset + len(data), etag, now, json.dumps(extents), row[0]),
+                    (offset + size, etag, now, json.dumps(extents), row[0]),
                 )
         except BaseException:
             self._unlink({file})

@@ -13,9 +13,14 @@ and do their SQLite and file work directly (one writer, no locks, no thread hops
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote
 
 from cumulo.log import get_logger
@@ -61,9 +66,22 @@ class Request:
     peer: str = ""
     query: dict[str, str] = field(default_factory=dict)
     """Query parameters decoded; the last of repeated names wins."""
+    body_file: str | None = None
+    """A large body spooled to this file while it arrived (``body`` is then empty). The
+    handler may rename it away; otherwise it is deleted after the response."""
+    body_size: int = 0
+    body_md5: bytes | None = None
+    """MD5 digest of a spooled body, computed while it arrived."""
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)
+
+    def body_bytes(self) -> bytes:
+        """The body in memory (read back from the spool file for a large one)."""
+        if self.body_file is None:
+            return self.body
+        with open(self.body_file, "rb") as fh:
+            return fh.read()
 
 
 @dataclass
@@ -130,7 +148,13 @@ class HttpProtocol(asyncio.Protocol):
         handler: Handler,
         error_handler: Callable[[BadRequest], Response],
         max_body: int,
+        spool_dir: str | None = None,
+        spool_threshold: int = 256 * 1024,
     ) -> None:
+        self._spool_dir = spool_dir
+        self._spool_threshold = spool_threshold
+        # (fd, path, md5, bytes still to come) while a large body streams to a file.
+        self._spool: tuple[int, str, Any, int] | None = None
         self._handler = handler
         self._error_handler = error_handler
         self._max_body = max_body
@@ -151,6 +175,15 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._transport = None
+        self._drop_spool()
+
+    def _drop_spool(self) -> None:
+        if self._spool is not None:
+            fd, path, _md5, _left = self._spool
+            self._spool = None
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -172,6 +205,10 @@ class HttpProtocol(asyncio.Protocol):
                 head = bytes(self._buf[:end])
                 del self._buf[: end + 4]
                 self._parse_head(head)
+            if self._spool is not None:
+                if not self._feed_spool():
+                    return
+                continue
             if self._chunked:
                 body = self._take_chunked()
                 if body is None:
@@ -233,6 +270,43 @@ class HttpProtocol(asyncio.Protocol):
         if headers.get("expect", "").lower() == "100-continue" and self._transport is not None:
             self._transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self._pending = (method, target, headers)
+        if not self._chunked and self._spool_dir and self._need >= self._spool_threshold:
+            path = os.path.join(self._spool_dir, f".incoming-{uuid.uuid4().hex}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._spool = (fd, path, hashlib.md5(), self._need)
+
+    def _feed_spool(self) -> bool:
+        """Move buffered body bytes to the spool file; True once the whole body is there."""
+        assert self._spool is not None
+        fd, path, md5, left = self._spool
+        if self._buf and left:
+            chunk = self._buf[:left] if len(self._buf) > left else self._buf
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+            md5.update(chunk)
+            left -= len(chunk)
+            if chunk is self._buf:
+                self._buf = bytearray()
+            else:
+                del self._buf[: len(chunk)]
+            self._spool = (fd, path, md5, left)
+        if left:
+            return False
+        os.close(fd)
+        self._spool = None
+        assert self._pending is not None
+        method, target, headers = self._pending
+        self._pending = None
+        try:
+            self._dispatch(
+                method, target, headers, b"", body_file=path, body_md5=md5.digest(),
+                body_size=self._need,
+            )  # fmt: skip
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        return True
 
     def _take_chunked(self) -> bytes | None:
         """Decode a complete chunked body from the buffer, or None if more bytes are needed."""
@@ -265,7 +339,17 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    def _dispatch(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
+    def _dispatch(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes,
+        *,
+        body_file: str | None = None,
+        body_md5: bytes | None = None,
+        body_size: int | None = None,
+    ) -> None:
         raw_path, raw_query, query = parse_target(target)
         request = Request(
             method=method,
@@ -276,6 +360,9 @@ class HttpProtocol(asyncio.Protocol):
             body=body,
             peer=self._peer,
             query=query,
+            body_file=body_file,
+            body_size=len(body) if body_size is None else body_size,
+            body_md5=body_md5,
         )
         response = self._handler(request)
         close = headers.get("connection", "").lower() == "close"
@@ -316,11 +403,15 @@ async def serve(
     port: int,
     *,
     max_body: int,
+    spool_dir: str | None = None,
 ) -> asyncio.Server:
-    """Start listening; returns the asyncio server (its socket tells the bound port)."""
+    """Start listening; returns the asyncio server (its socket tells the bound port).
+
+    With ``spool_dir``, bodies of 256 KiB or more stream to a file there as they arrive.
+    """
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: HttpProtocol(handler, error_handler, max_body),
+        lambda: HttpProtocol(handler, error_handler, max_body, spool_dir),
         host=host,
         port=port,
         reuse_address=True,

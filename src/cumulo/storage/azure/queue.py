@@ -172,6 +172,14 @@ class QueueService:
             )
         raise _unsupported(req)
 
+    def stored_policy(self, account: str, need: Need, identifier: str) -> dict[str, str] | None:
+        if need.queue is None:
+            return None
+        row = self.db.conn.execute(
+            "SELECT acl FROM queues WHERE account=? AND name=?", (account, need.queue)
+        ).fetchone()
+        return policy_from_acl(row[0], identifier) if row else None
+
     # -- queues --------------------------------------------------------------------------------
 
     def _qid(self, account: str, name: str) -> int:
@@ -439,6 +447,27 @@ class QueueService:
             qid = self._qid(account, name)
             conn.execute("DELETE FROM messages WHERE qid=?", (qid,))
         return Response(204)
+
+
+def policy_from_acl(acl: str | None, identifier: str) -> dict[str, str] | None:
+    """The stored access policy ``identifier`` of an ACL document as {"st", "se", "sp"}."""
+    if not acl:
+        return None
+    try:
+        root = SafeET.fromstring(acl)
+    except Exception:
+        return None
+    for node in root.findall("SignedIdentifier"):
+        if (node.findtext("Id") or "") == identifier:
+            policy = node.find("AccessPolicy")
+            if policy is None:
+                return {}
+            return {
+                "st": policy.findtext("Start") or "",
+                "se": policy.findtext("Expiry") or "",
+                "sp": policy.findtext("Permission") or "",
+            }
+    return None
 
 
 def signed_identifiers(body: bytes) -> str:

@@ -8,6 +8,7 @@ form); ``run_forever`` listens until SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -70,6 +71,9 @@ class Service(Protocol):
     def route(
         self, req: Request, account: str, parts: list[str]
     ) -> tuple[Need, Callable[[], Response]]: ...
+
+    def stored_policy(self, account: str, need: Need, identifier: str) -> dict[str, str] | None:
+        """The stored access policy ``identifier`` on the resource ``need`` names."""
 
 
 def error_body(service: str, code: str, message: str, request_id: str) -> tuple[str, bytes]:
@@ -188,6 +192,11 @@ class StorageApp:
             rest = rest[:-1]
         parts = [unquote(s) for s in rest] if impl.name != "blob" else rest
         need, run = impl.route(req, account_name, parts)
+        if "si" in req.query and need.policy is None:
+            base = need
+            need = dataclasses.replace(
+                need, policy=lambda si: impl.stored_policy(account_name, base, si)
+            )
         authenticate(req, account, impl.name, need)
         return run()
 
@@ -219,6 +228,7 @@ async def start(app: StorageApp) -> dict[str, asyncio.Server]:
                 s.host,
                 port,
                 max_body=s.max_body,
+                spool_dir=str(s.data_dir / "blobs") if service == "blob" else None,
             )
         except OSError as exc:
             for srv in servers.values():

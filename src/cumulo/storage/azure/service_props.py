@@ -46,12 +46,12 @@ class ServiceProperties:
             return Response(200, [("Content-Type", "application/xml")], (XML_HEAD + body).encode())
         if req.method == "PUT":
             try:
-                root = SafeET.fromstring(req.body)
+                root = SafeET.fromstring(req.body_bytes())
             except Exception as exc:
                 raise invalid_xml(str(exc)) from None
             if root.tag != "StorageServiceProperties":
                 raise invalid_xml(f"the root element is <{root.tag}>")
-            text = req.body.decode("utf-8", "replace")
+            text = req.body_bytes().decode("utf-8", "replace")
             if text.startswith("<?xml"):
                 text = text[text.index("?>") + 2 :]
             with self.db.write() as conn:

@@ -25,7 +25,7 @@ from cumulo.storage.azure.db import Database
 from cumulo.storage.azure.errors import StorageError
 from cumulo.storage.azure.http import Request, Response
 from cumulo.storage.azure.odata import evaluate, key_equalities, parse_datetime, parse_filter
-from cumulo.storage.azure.queue import signed_identifiers
+from cumulo.storage.azure.queue import policy_from_acl, signed_identifiers
 from cumulo.storage.azure.service_props import ServiceProperties
 
 SCHEMA = [
@@ -410,6 +410,14 @@ class TableService:
                 account, table, keys, req.headers.get("if-match")
             )
         raise _unsupported(req)
+
+    def stored_policy(self, account: str, need: Need, identifier: str) -> dict[str, str] | None:
+        if need.table is None:
+            return None
+        row = self.db.conn.execute(
+            "SELECT acl FROM tables WHERE account=? AND lname=?", (account, need.table.lower())
+        ).fetchone()
+        return policy_from_acl(row[0], identifier) if row else None
 
     # -- tables --------------------------------------------------------------------------------
 
