@@ -106,6 +106,9 @@ def create(instance: str, spec: LimitsSpec, *, use_cgroups: bool = True) -> Inst
         try:
             mem = CGROUP_ROOT / "memory" / "cumulo" / name
             mem.mkdir(parents=True, exist_ok=True)
+            # memsw must stay >= memory: raise it first when growing, set it last when shrinking.
+            with contextlib.suppress(OSError):
+                (mem / "memory.memsw.limit_in_bytes").write_text(str(memory))
             (mem / "memory.limit_in_bytes").write_text(str(memory))
             with contextlib.suppress(OSError):
                 (mem / "memory.memsw.limit_in_bytes").write_text(str(memory))

@@ -234,3 +234,56 @@ def test_kill_9_of_the_agent_then_restart_adopts_the_instances(
         what="restart after the adopted process died",
     )
     assert restarted["restarts"] >= 1
+
+
+def test_streams_and_status_command(tmp_path: Path, agent: Agent) -> None:
+    source = write_role(
+        tmp_path / "role",
+        {
+            "talk.py": "import time\nfor i in range(10**6):\n    print('tick', i, flush=True)\n"
+            "    time.sleep(0.05)\n"
+        },
+    )
+    worker = spec(source, entry_point=ProgramEntryPointSpec("python talk.py"))
+    agent.start()
+    headers = {"Authorization": f"Bearer {agent.token}"}
+    with httpx.stream(
+        "GET", agent.url + "/v1/events?since=0&follow=1", headers=headers, timeout=20
+    ) as events:
+        agent.call("PUT", "/v1/instances", json={"instances": [worker.to_json()]})
+        seen = []
+        for line in events.iter_lines():
+            seen.append(json.loads(line)["event"])
+            if "instance.started" in seen:
+                break
+    assert seen[0] == "host.started" and "instance.state" in seen
+    agent.wait(ready(worker.key))
+    with httpx.stream(
+        "GET",
+        agent.url + f"/v1/instances/{worker.key}/logs/entry?tail=1&follow=1",
+        headers=headers,
+        timeout=20,
+    ) as log:
+        ticks = []
+        for line in log.iter_lines():
+            if line.startswith("tick"):
+                ticks.append(int(line.split()[1]))
+            if len(ticks) >= 4:
+                break
+    assert ticks == sorted(ticks) and ticks[-1] > ticks[0]
+    out = subprocess.run(
+        [sys.executable, "-m", "cumulo.cli.main", "host", "status", "--data", str(agent.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert worker.key in out and "ReadyRole" in out
+    missing = subprocess.run(
+        [sys.executable, "-m", "cumulo.cli.main", "host", "status", "--data", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert missing.returncode == 2
+    assert "No host agent has run on" in missing.stderr and "Traceback" not in missing.stderr
