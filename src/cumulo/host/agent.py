@@ -28,7 +28,7 @@ from typing import Any
 
 from cumulo.clock import Clock, SystemClock
 from cumulo.errors import ConflictError, InputError, NotFoundError
-from cumulo.host import runtime
+from cumulo.host import localdisk, runtime
 from cumulo.host.addresses import allocate_address, assign_ports
 from cumulo.host.environment import Placement
 from cumulo.host.guest import OPS, Guest, HostContext, pick_free_port
@@ -251,6 +251,7 @@ class HostAgent:
         self.emit("instance.removed", guest.key)
 
     def _delete_instance_dir(self, guest: Guest) -> None:
+        localdisk.release_all_under(guest.root)
         shutil.rmtree(guest.root, ignore_errors=True)
         if guest.limits.value is not None:
             guest.limits.value.remove()

@@ -39,7 +39,7 @@ from typing import Any
 from cumulo.clock import Clock
 from cumulo.errors import CumuloError
 from cumulo.host import limits as limits_mod
-from cumulo.host import logs, spawner, users
+from cumulo.host import localdisk, logs, spawner, users
 from cumulo.host.channel import Channel, Peer
 from cumulo.host.environment import (
     InstancePaths,
@@ -168,6 +168,7 @@ class Guest:
         self.stopped = asyncio.Event()
         self.quota_exceeded: dict[str, int] = {}
         self.role_envs: tuple[Any, ...] = ()
+        self.local_storage_mode: str | None = None
 
     # -- public -----------------------------------------------------------------------------
     @property
@@ -287,6 +288,7 @@ class Guest:
             "consecutive_failures": self.history.consecutive,
             "last_exit_code": self.history.last_exit_code,
             "quota_exceeded": dict(self.quota_exceeded),
+            "local_storage": self.local_storage_mode,
             "log_tail": tail,
         }
 
@@ -412,6 +414,7 @@ class Guest:
             roleenv.link_into_approot(self.role_envs, approot)
         for d in (self.paths.temp, self.paths.logs, *self.paths.local.values()):
             Path(d).mkdir(parents=True, exist_ok=True)
+        self._mount_local_storage(owner)
         if os.geteuid() == 0 and owner.switches:
             for top in (approot, Path(self.paths.temp), *map(Path, self.paths.local.values())):
                 _chown_tree(top, owner.uid, owner.gid)
@@ -454,6 +457,27 @@ class Guest:
                 {"kind": e.kind, "path": str(e.path), "built": e.built_now} for e in envs
             ],
         )
+
+    def _mount_local_storage(self, owner: users.RunAs) -> None:
+        """Hard quotas: one loop-mounted filesystem per LocalStorage (see ``localdisk``)."""
+        if not self.spec.local_resources:
+            return
+        if not (self.ctx.settings.hard_quota and localdisk.available()):
+            self.local_storage_mode = "soft-quota"
+            return
+        try:
+            for lr in self.spec.local_resources:
+                localdisk.ensure(
+                    Path(self.paths.local[lr.name]),
+                    self.root / "disks" / f"{safe_name(lr.name)}.ext4",
+                    lr.size_mb,
+                    owner.uid,
+                    owner.gid,
+                )
+            self.local_storage_mode = "ext4-loop"
+        except OSError as exc:
+            self.local_storage_mode = "soft-quota"
+            self._emit("localresource.soft_quota", reason=_sentence(exc))
 
     def _cgroup_name(self) -> str:
         return safe_name(f"{self.ctx.host_id}.{self.key}")
@@ -916,6 +940,8 @@ class Guest:
             shutil.rmtree(self.paths.approot, ignore_errors=True)
             self._prepared = False
         if op == "rebuild":
+            localdisk.release_all_under(self.root)
+            shutil.rmtree(self.root / "disks", ignore_errors=True)
             for path in self.paths.local.values():
                 shutil.rmtree(path, ignore_errors=True)
         if op == "reimage":

@@ -47,6 +47,9 @@ class HostSettings:
     ``Stopping`` is sent on a graceful stop, so the load balancer sees it leave first."""
     role_user: str = "cumulo-role"
     """The unprivileged user for ``limited`` instances when the agent runs as root."""
+    hard_quota: bool = True
+    """Enforce LocalStorage ``sizeInMB`` with a loop-mounted filesystem per resource (root
+    only); otherwise usage is measured and reported (soft quota)."""
     use_cgroups: bool = True
     """Use cgroups for memory and CPU limits where the kernel offers them (else rlimits)."""
     address_base: str = "127.1.0.0"

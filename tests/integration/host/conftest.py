@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from cumulo.host import localdisk
 from cumulo.host.agent import HostAgent
 from cumulo.host.settings import HeartbeatSettings, HostSettings, LogSettings, ProbeSettings
 from cumulo.state.restart import RestartPolicy
@@ -97,6 +98,7 @@ def data_dir(host_id: str) -> Iterator[Path]:
     finally:
         kill_leftovers(d)
         remove_cgroups(host_id)
+        localdisk.release_all_under(d)
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -6,6 +6,9 @@ import dataclasses
 import time
 from pathlib import Path
 
+import pytest
+
+from cumulo.host import localdisk
 from cumulo.state.spec import LocalResourceSpec, ProgramEntryPointSpec
 
 from .conftest import observed, pid_alive, run, running_agent, spec, state_is, wait_for, write_role
@@ -123,5 +126,50 @@ def test_disk_semantics_of_recycle_reboot_reimage_rebuild(
                 lambda: agent.guests[s.key] is not guest and state_is(agent, s.key, "ReadyRole")
             )
             assert not (Path(agent.guests[s.key].paths.approot) / "marker").exists()
+
+    run(body())
+
+
+@pytest.mark.skipif(not localdisk.available(), reason="needs root, mkfs.ext4 and loop devices")
+def test_local_storage_quota_is_enforced(tmp_path: Path, data_dir: Path, host_id: str) -> None:
+    files = {
+        "fill.py": """
+            import errno, os, time
+            path = os.path.join(os.environ["CUMULO_LOCAL_RESOURCE_SMALL"], "fill")
+            written = 0
+            try:
+                with open(path, "wb") as f:
+                    for _ in range(64):
+                        f.write(b"x" * (1 << 20))
+                        f.flush()
+                        os.fsync(f.fileno())
+                        written += 1
+            except OSError as exc:
+                print("stopped", errno.errorcode[exc.errno], written, flush=True)
+            while True:
+                time.sleep(1)
+        """
+    }
+    source = write_role(tmp_path / "role", files)
+    s = spec(
+        source,
+        entry_point=ProgramEntryPointSpec("python fill.py"),
+        local_resources=(LocalResourceSpec("Small", 4),),
+    )
+
+    async def body() -> None:
+        async with running_agent(data_dir, host_id) as agent:
+            await agent.apply([s])
+            line = await wait_for(
+                lambda: [x for x in observed(agent, s.key)["log_tail"] if x.startswith("stopped")]
+            )
+            _, code, written = line[0].split()
+            assert code == "ENOSPC" and 4 <= int(written) < 8
+            assert observed(agent, s.key)["local_storage"] == "ext4-loop"
+            mount = Path(agent.guests[s.key].paths.local["Small"])
+            assert localdisk.is_mounted(mount)
+            await agent.apply([])
+            await agent.settle()
+            assert not localdisk.is_mounted(mount)
 
     run(body())
