@@ -9,6 +9,11 @@ Everything runs on loopback, state under one data directory::
     <data>/lb/<service>.json, lb/token       each service's load balancer state and token
     <data>/lb/addresses.json                 VIP addresses given to each service
 
+A restart after the platform process was killed (kill -9) **adopts** the host agents and load
+balancers still running from the previous run (their pid is alive and their API answers), so
+no instance restarts and no listener closes; the controller then finishes the operations left
+in progress.
+
 Each simulated host is its own process and its own fault domain (``--hosts N``). Each service
 gets its own load-balancer process (``cumulo lb serve``) when its routes are first set; the first
 service's VIPs are 127.0.0.1 (production) and 127.0.0.2 (staging), the next 127.0.1.1/127.0.1.2
@@ -64,6 +69,30 @@ def _split(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+async def _answers(url: str, path: str) -> bool:
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            return (await client.get(url.rstrip("/") + path)).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: ``cumulo serve`` owns SIGINT/SIGTERM."""
 
@@ -96,6 +125,8 @@ class Platform:
         self.settings = settings or LoopSettings()
         self.emulated = emulated
         self.procs: list[asyncio.subprocess.Process] = []
+        self.adopted: list[int] = []
+        """Pids of host agents and load balancers left running by a previous run."""
         self.lbs: dict[str, LoadBalancerHttp] = {}
         self._lb_lock = asyncio.Lock()
         self.url = ""
@@ -121,6 +152,15 @@ class Platform:
         data.mkdir(parents=True, exist_ok=True)
         os.chmod(data, 0o711)
         info_file = data / "agent.json"
+        token = token_path.read_text().strip()
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            old = json.loads(info_file.read_text())
+            if _alive(int(old["pid"])) and await _answers(str(old["url"]), "/v1/health"):
+                # A host agent from a previous run still runs (the controller was killed):
+                # keep it, and with it every instance it runs.
+                self.adopted.append(int(old["pid"]))
+                self.log.info("host.adopted", host=f"host{n}", pid=old["pid"])
+                return HostAgentHttp(f"host{n}", n, str(old["url"]), token)
         with contextlib.suppress(FileNotFoundError):
             info_file.unlink()
         proc = await self._spawn(
@@ -147,7 +187,7 @@ class Platform:
             if time.monotonic() > deadline:
                 raise TemporaryError(f"Host agent host{n} did not start within 60 s.")
             await asyncio.sleep(0.05)
-        return HostAgentHttp(f"host{n}", n, str(info["url"]), token_path.read_text().strip())
+        return HostAgentHttp(f"host{n}", n, str(info["url"]), token)
 
     def _addresses(self, service: str) -> tuple[str, str]:
         path = self.data_dir / "lb" / "addresses.json"
@@ -166,6 +206,13 @@ class Platform:
                 return self.lbs[service]
             token_path = self.data_dir / "lb" / "token"
             token = _token_file(token_path)
+            info_file = self.data_dir / "lb" / f"{service}.process.json"
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                old = json.loads(info_file.read_text())
+                if _alive(int(old["pid"])) and await _answers(str(old["api"]), "/healthz"):
+                    self.adopted.append(int(old["pid"]))
+                    self.lbs[service] = LoadBalancerHttp(str(old["api"]), token)
+                    return self.lbs[service]
             production, staging = self._addresses(service)
             proc = await self._spawn(
                 "lb",
@@ -190,6 +237,7 @@ class Platform:
                 ready = json.loads(line)
             except (TimeoutError, ValueError):
                 raise TemporaryError(f"The load balancer of {service} did not start.") from None
+            info_file.write_text(json.dumps({"api": ready["api"], "pid": proc.pid}))
             lb = LoadBalancerHttp(str(ready["api"]), token)
             self.lbs[service] = lb
             return lb
@@ -261,6 +309,16 @@ class Platform:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(signal.SIGTERM)
+        for pid in self.adopted:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for pid in self.adopted:
+            while _alive(pid) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if _alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for proc in self.procs:
             try:
                 await asyncio.wait_for(proc.wait(), 15)

@@ -4,6 +4,7 @@ scale out and in, change a setting, delete; Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,11 +80,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_service(root: Path, port: int, version: str = "1") -> Path:
+def write_service(root: Path, port: int, version: str = "1", count: int = 2) -> Path:
     (root / "Web").mkdir(parents=True, exist_ok=True)
     (root / "ServiceDefinition.csdef").write_text(CSDEF.replace("{port}", str(port)))
     (root / "ServiceConfiguration.cscfg").write_text(
-        CSCFG.replace("{count}", "2").replace("{greeting}", "hello")
+        CSCFG.replace("{count}", str(count)).replace("{greeting}", "hello")
     )
     (root / "Web" / "app.py").write_text(APP.replace("{version}", version))
     return root
@@ -105,7 +106,11 @@ class Serve:
         self.data = data
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULO_")}
         self.env["CUMULO_HOME"] = str(data)
-        self.log = open(data.parent / "serve.log", "w")  # noqa: SIM115
+        self.log = open(data.parent / "serve.log", "a")  # noqa: SIM115
+        self.start()
+
+    def start(self) -> None:
+        data = self.data
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -128,12 +133,21 @@ class Serve:
         token = (data / "api-token").read_text().strip()
         self.client = Client(info["url"], token)
 
+    def kill_9_and_restart(self) -> None:
+        """kill -9 of the platform process only (host agents and LBs keep running), then a new
+        ``cumulo serve`` on the same data directory."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.client.close()
+        self.start()
+
     def _endpoint(self) -> dict[str, Any] | None:
         assert self.proc.poll() is None, (self.data.parent / "serve.log").read_text()[-3000:]
         try:
-            return dict(json.loads((self.data / "api.json").read_text()))
+            info = dict(json.loads((self.data / "api.json").read_text()))
         except (FileNotFoundError, ValueError):
             return None
+        return info if info.get("pid") == self.proc.pid else None  # not a stale file
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -187,8 +201,23 @@ def serve() -> Iterator[Serve]:
     finally:
         s.stop()
         for pid in s.pids():
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def instance_pids(data: Path) -> dict[str, int]:
+    """Instance key -> pid of its main process, straight from each host agent."""
+    token = (data / "hosts" / "token").read_text().strip()
+    out: dict[str, int] = {}
+    for info_file in sorted(data.glob("hosts/host*/agent.json")):
+        url = json.loads(info_file.read_text())["url"]
+        answer = httpx.get(
+            f"{url}/v1/instances", headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        for inst in answer.json()["instances"]:
+            out[inst["key"]] = inst["pid"]
+    return out
 
 
 def get(url: str) -> str:
@@ -237,3 +266,39 @@ def test_deploy_swap_scale_config_and_ctrl_c(serve: Serve, tmp_path: Path) -> No
     serve.proc.send_signal(signal.SIGINT)
     assert serve.proc.wait(60) == 0
     wait_until(lambda: not serve.pids(), 10, "every process to exit")
+
+
+def test_kill_9_of_the_controller_in_the_middle_of_an_upgrade(serve: Serve, tmp_path: Path) -> None:
+    port = free_port()
+    src = write_service(tmp_path / "v1", port, "1", count=4)
+    out = serve.cli("deploy", "hello", str(src), "--timeout", "90")
+    assert out.returncode == 0, out.stderr + serve.logs()
+    c = serve.client
+    v2 = write_service(tmp_path / "v2", port, "2", count=4)
+    out = serve.cli("upgrade", "hello", str(v2), "--mode", "manual", "--timeout", "60")
+    assert out.returncode == 0, out.stderr
+    c.wait(c.walk("hello", "production", 0)["id"], timeout=90)
+    before = instance_pids(serve.data)
+    assert len(before) == 4 and all(before.values())
+
+    serve.kill_9_and_restart()
+    c = serve.client
+
+    dep = c.get_deployment("hello", "production")
+    assert dep["upgrade"]["current_domain"] == 1
+    assert dep["upgrade"]["current_domain_state"] == "Before"
+    wait_until(
+        lambda: all(
+            i["status"] == "ReadyRole" for i in c.get_deployment("hello", "production")["instances"]
+        ),
+        30,
+        "the restarted controller to see every instance Ready",
+    )
+    time.sleep(3)  # a few reconcile passes of the new controller
+    assert instance_pids(serve.data) == before, "no instance restarted"
+
+    c.wait(c.walk("hello", "production", 1)["id"], timeout=90)
+    dep = c.get_deployment("hello", "production")
+    assert dep["upgrade"] is None and dep["status"] == "Running"
+    answers = {get(dep["vips"]["Http"]) for _ in range(20)}
+    assert answers == {"version 2 hello"}
