@@ -1084,7 +1084,7 @@ async def run_probe(probe: ProbeSpec, address: str, port: int, timeout: float) -
         parts = line.decode("latin-1").split()
         if len(parts) >= 2 and parts[1] == "200":
             return True, ""
-        return False, f"GET {path} answered {' '.join(parts[1:3]) or 'nothing'}"
+        return False, f"GET {path} answered {' '.join(parts[1:]) or 'nothing'}"
     except (OSError, TimeoutError) as exc:
         return False, f"GET {probe.path}: {getattr(exc, 'strerror', None) or 'timed out'}"
     finally:
