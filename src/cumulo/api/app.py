@@ -439,6 +439,17 @@ class Api:
     async def upgrade(self, request: Request) -> Response:
         p = request.path_params
         data = await _json(request)
+        if _field(data, "plan", bool, required=False):
+            preview = await run_in_threadpool(
+                lambda: self.m.upgrade_plan(
+                    p["service"],
+                    p["slot"],
+                    package_digest=_field(data, "package", str),
+                    configuration=_field(data, "configuration", str, required=False),
+                    role=_field(data, "role", str, required=False),
+                )
+            )
+            return JSONResponse(preview)
         op = await run_in_threadpool(
             lambda: self.m.upgrade(
                 p["service"],

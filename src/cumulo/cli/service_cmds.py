@@ -407,6 +407,9 @@ def config(
 @click.option("--mode", type=MODE, default="auto", show_default=True)
 @click.option("--role", help="Upgrade only this role.")
 @click.option("--force", is_flag=True, help="Allow an upgrade that loses local data.")
+@click.option(
+    "--plan", is_flag=True, help="Print what would change per update domain; change nothing."
+)
 @wait_options
 def upgrade(
     service_name: str,
@@ -416,6 +419,7 @@ def upgrade(
     mode: str,
     role: str | None,
     force: bool,
+    plan: bool,
     no_wait: bool,
     timeout: float,
     as_json: bool,
@@ -424,6 +428,12 @@ def upgrade(
     data, configuration = _package_bytes(source, config_file)
     with _client() as c:
         package = c.upload_package(data)["digest"]
+        if plan:
+            preview = c.upgrade_plan(
+                service_name, slot, package=package, configuration=configuration, role=role
+            )
+            _emit(preview, as_json, lambda: _print_plan(preview))
+            return
         op = c.upgrade(
             service_name,
             slot,
@@ -435,6 +445,20 @@ def upgrade(
         )
         _finish(
             c, op, no_wait=no_wait, timeout=timeout, as_json=as_json, watch=(service_name, slot)
+        )
+
+
+def _print_plan(preview: dict[str, Any]) -> None:
+    for line in preview["changes"] or ["no change"]:
+        click.echo(line)
+    if not preview["allows_in_place"]:
+        click.echo("this change needs a new deployment (deploy to staging, then swap)")
+    for d in preview["domains"]:
+        recycle, in_place = ", ".join(d["recycle"]) or "-", ", ".join(d["in_place"]) or "-"
+        unchanged = ", ".join(d["unchanged"]) or "-"
+        click.echo(
+            f"update domain {d['update_domain']}: recycle {recycle}; in place {in_place}; "
+            f"unchanged {unchanged}"
         )
 
 

@@ -280,6 +280,25 @@ class Client:
         )
         return result
 
+    def upgrade_plan(
+        self,
+        service: str,
+        slot: str,
+        *,
+        package: str,
+        configuration: str | None = None,
+        role: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"package": package, "plan": True}
+        if configuration is not None:
+            body["configuration"] = configuration
+        if role is not None:
+            body["role"] = role
+        result: dict[str, Any] = self._json(
+            "POST", self._slot(service, slot) + "/upgrade", json=body
+        )
+        return result
+
     def walk(self, service: str, slot: str, domain: int) -> dict[str, Any]:
         result: dict[str, Any] = self._json(
             "POST", self._slot(service, slot) + "/walk", json={"domain": domain}

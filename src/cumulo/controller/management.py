@@ -39,6 +39,7 @@ from cumulo.controller.records import (
 from cumulo.controller.swap import check_swap
 from cumulo.errors import InputError, ModelError, NotFoundError, Problem
 from cumulo.log import get_logger
+from cumulo.model.diff import diff as model_diff
 from cumulo.model.parse import parse_configuration, parse_definition
 from cumulo.model.service import Service, service_from_bytes
 from cumulo.model.xmlwrite import configuration_to_xml
@@ -477,6 +478,47 @@ class Management:
             slot=record.slot,
             request={"mode": mode_.value, "role": role, "revision": new.revision},
         )
+
+    def upgrade_plan(
+        self,
+        service: str,
+        slot: str,
+        *,
+        package_digest: str,
+        configuration: str | None = None,
+        role: str | None = None,
+    ) -> dict[str, Any]:
+        """What ``upgrade`` would do, changing nothing: the model's changes, and per update
+        domain which instances recycle and which take the change in place."""
+        record = self._record(service, slot)
+        self.store.package_info(package_digest)
+        config_text = configuration if configuration is not None else record.configuration
+        old_model = self._load_service(record.package_digest, record.configuration)
+        new_model = self._load_service(package_digest, config_text)
+        old_pkg = open_package(self.store.get_package(record.package_digest), name="old")
+        new_pkg = open_package(self.store.get_package(package_digest), name="new")
+        code_changed = []
+        for r in new_model.definition.roles:
+            prefix = f"{r.name}/"
+            old_files = {k: v.sha256 for k, v in old_pkg.entries.items() if k.startswith(prefix)}
+            new_files = {k: v.sha256 for k, v in new_pkg.entries.items() if k.startswith(prefix)}
+            if old_files != new_files:
+                code_changed.append(r.name)
+        changes = model_diff(old_model, new_model, code_changed=code_changed)
+        versions = desired_mod.role_versions(
+            new_model.definition, new_model.configuration, package_digest
+        )
+        if role is not None:
+            versions = {k: v for k, v in versions.items() if k == role}
+        dep = self.desired_of(record)
+        observed = self.observe()
+        instances = [i for h in observed.hosts for i in h.instances] if observed else []
+        return {
+            "changes": changes.explain(),
+            "allows_in_place": changes.allows_in_place,
+            "allows_vip_swap": changes.allows_vip_swap,
+            "domains": walks.preview(dep, versions, instances),
+        }
 
     def walk(self, service: str, slot: str, domain: int) -> OperationRecord:
         record = self._record(service, slot)

@@ -178,3 +178,21 @@ def _succeeded():
     from cumulo.storage.store import OperationStatus
 
     return OperationStatus.SUCCEEDED
+
+
+def test_upgrade_plan_changes_nothing(
+    api: httpx.Client, package: bytes, package2: bytes, management
+) -> None:
+    op = _deploy(api, package, slot="production")
+    management.store.finish_operation(op["id"], _succeeded())
+    before = api.get("/v1/services/tiny/deploymentslots/production").headers["etag"]
+    digest2 = api.post("/v1/packages", content=package2).json()["digest"]
+    r = api.post(
+        "/v1/services/tiny/deploymentslots/production/upgrade",
+        json={"package": digest2, "plan": True},
+    )
+    assert r.status_code == 200, r.text
+    plan = r.json()
+    assert any("Worker" in line and "recycle" in line for line in plan["changes"]), plan
+    assert [d["recycle"] for d in plan["domains"]] == [["Worker_IN_0"], ["Worker_IN_1"]]
+    assert api.get("/v1/services/tiny/deploymentslots/production").headers["etag"] == before
