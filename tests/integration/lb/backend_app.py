@@ -2,7 +2,8 @@
 
 Run as a process: ``python backend_app.py NAME`` prints ``PORT`` on stdout once it listens on
 127.0.0.1 (port 0). ``GET /health`` answers 200, or 503 while the file named by
-``--sick-file`` exists (for custom-probe tests).
+``--sick-file`` exists (for custom-probe tests). ``python backend_app.py --echo`` is a TCP echo
+server instead, answering a half-close with ``BYE``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,27 @@ class Http(asyncio.Protocol):
             )
 
 
+class Echo(asyncio.Protocol):
+    """Echoes every byte; on the client's half-close answers b"BYE" and closes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.transport.write(b"BYE")
+        self.transport.close()
+        return True
+
+
 async def main() -> None:
+    if sys.argv[1] == "--echo":
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Event().wait()
     name = sys.argv[1].encode()
     sick = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--sick-file" else None
     loop = asyncio.get_running_loop()

@@ -4,6 +4,7 @@ drain, ACLs, instance input endpoints, probes, restart."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import threading
@@ -322,3 +323,26 @@ def test_a_vip_that_cannot_be_opened_is_refused_and_the_old_table_stays(
     assert "cannot listen on 192.0.2.1:0 for staging endpoint 'Http'" in response.json()["detail"]
     assert lb.http.get("/healthz").json()["version"] == 1
     assert helpers.fetch(vip) == "A"
+
+
+def test_bulk_bytes_pass_intact_both_ways_with_half_close(backends, start_lb, helpers) -> None:
+    echo, _ = backends.start("--echo")
+    lb = start_lb()
+    lb.put(_table(helpers, {"E0": echo}, {}))
+    payload = os.urandom(8 << 20)
+    received = bytearray()
+    with socket.create_connection(("127.0.0.1", lb.port("production", "Http")), timeout=20) as sock:
+
+        def read_all() -> None:
+            while chunk := sock.recv(1 << 20):
+                received.extend(chunk)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)  # the LB passes the half-close on; the echo answers BYE
+        reader.join(timeout=30)
+    assert bytes(received) == payload + b"BYE"
+    helpers.wait_until(
+        lambda: lb.metric("cumulo_lb_backend_bytes_in_total", instance="E0") == len(payload)
+    )
