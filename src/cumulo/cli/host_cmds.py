@@ -84,6 +84,7 @@ def host() -> None:
 @click.option("--probe-scale", type=float, help="multiplies custom probe intervals/timeouts")
 @click.option("--no-cgroups", is_flag=True, help="use rlimits even where cgroups are available")
 @click.option("--drain", type=float, help="seconds out of rotation before Stopping (default 1)")
+@click.option("--address-base", help="first instance address, e.g. 127.5.0.0 (default: by host id)")
 def run(
     data_dir: Path,
     listen: str,
@@ -96,6 +97,7 @@ def run(
     probe_scale: float | None,
     no_cgroups: bool,
     drain: float | None,
+    address_base: str | None,
 ) -> None:
     """Run a host agent serving its API on --listen."""
     import uvicorn
@@ -113,6 +115,8 @@ def run(
     )
     if drain is not None:
         settings = replace(settings, drain_s=drain)
+    if address_base is not None:
+        settings = replace(settings, address_base=address_base)
     agent = HostAgent(data_dir, settings, host_id=host_id)
     app = create_app(agent, token, manage_agent=True)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -9,6 +9,7 @@ on that address, passed in as ``pick_free``). Nothing here touches a socket.
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 
 from cumulo.errors import ConflictError, InputError
@@ -32,6 +33,15 @@ def address_at(base: str, index: int) -> str:
     if not addr.is_loopback:
         raise ValueError(f"address {addr} is outside 127.0.0.0/8")
     return str(addr)
+
+
+def base_for_host(host_id: str) -> str:
+    """The default address base of a host: ``host<N>`` -> 127.<N+1>.0.0, else by a hash."""
+    digits = "".join(c for c in host_id[::-1] if c.isdigit())[::-1]
+    tail = host_id[len(host_id) - len(digits) :] if digits else ""
+    if tail and tail == digits and int(digits) < 250:
+        return f"127.{int(digits) + 1}.0.0"
+    return f"127.{zlib.crc32(host_id.encode()) % 200 + 50}.0.0"
 
 
 def allocate_address(in_use: Iterable[str], base: str = "127.1.0.0") -> str:

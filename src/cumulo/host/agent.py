@@ -29,7 +29,7 @@ from typing import Any
 from cumulo.clock import Clock, SystemClock
 from cumulo.errors import ConflictError, InputError, NotFoundError
 from cumulo.host import localdisk, runtime
-from cumulo.host.addresses import allocate_address, assign_ports
+from cumulo.host.addresses import allocate_address, assign_ports, base_for_host
 from cumulo.host.environment import Placement
 from cumulo.host.guest import OPS, Guest, HostContext, pick_free_port
 from cumulo.host.settings import HostSettings
@@ -223,7 +223,8 @@ class HostAgent:
             address = previous.address
         else:
             used = {g.placement.address for g in self.guests.values()}
-            address = allocate_address(used, self.settings.address_base)
+            base = self.settings.address_base or base_for_host(self.host_id)
+            address = allocate_address(used, base)
         ports = assign_ports(
             spec.key,
             spec.endpoints,

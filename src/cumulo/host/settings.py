@@ -52,5 +52,7 @@ class HostSettings:
     only); otherwise usage is measured and reported (soft quota)."""
     use_cgroups: bool = True
     """Use cgroups for memory and CPU limits where the kernel offers them (else rlimits)."""
-    address_base: str = "127.1.0.0"
-    """Instance addresses (DIPs) are taken in order from this loopback base."""
+    address_base: str | None = None
+    """Instance addresses (DIPs) are taken in order from this loopback base. None: derived
+    from the host id (``host<N>`` -> 127.<N+1>.0.0, else a hash), so simulated hosts on one
+    machine never hand out the same address."""

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cumulo.errors import InputError
-from cumulo.host.addresses import address_at, allocate_address, assign_ports
+from cumulo.host.addresses import address_at, allocate_address, assign_ports, base_for_host
 from cumulo.state.spec import EndpointSpec
 
 
@@ -56,3 +56,11 @@ def test_picked_ports_never_collide_with_fixed_ones(kinds: list[str | None]) -> 
     picks = iter(range(1000, 2000))  # the kernel may hand out a port already fixed here
     ports = assign_ports("k", eps, lambda: next(picks))
     assert len(set(ports.values())) == len(eps)
+
+
+def test_hosts_get_distinct_address_bases() -> None:
+    assert base_for_host("host0") == "127.1.0.0"
+    assert base_for_host("host7") == "127.8.0.0"
+    bases = {base_for_host(f"node-{name}") for name in ("a", "b", "c")}
+    assert all(b.startswith("127.") for b in bases)
+    assert base_for_host("x") == base_for_host("x")
