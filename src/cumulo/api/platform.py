@@ -126,6 +126,8 @@ class Platform:
         self.emulated = emulated
         self.procs: list[asyncio.subprocess.Process] = []
         self.adopted: list[int] = []
+        self.host_pids: dict[int, int] = {}
+        """Host index -> pid of its host agent (spawned or adopted), watched by ``_supervise``."""
         """Pids of host agents and load balancers left running by a previous run."""
         self.lbs: dict[str, LoadBalancerHttp] = {}
         self._lb_lock = asyncio.Lock()
@@ -159,6 +161,7 @@ class Platform:
                 # A host agent from a previous run still runs (the controller was killed):
                 # keep it, and with it every instance it runs.
                 self.adopted.append(int(old["pid"]))
+                self.host_pids[n] = int(old["pid"])
                 self.log.info("host.adopted", host=f"host{n}", pid=old["pid"])
                 return HostAgentHttp(f"host{n}", n, str(old["url"]), token)
         with contextlib.suppress(FileNotFoundError):
@@ -187,6 +190,7 @@ class Platform:
             if time.monotonic() > deadline:
                 raise TemporaryError(f"Host agent host{n} did not start within 60 s.")
             await asyncio.sleep(0.05)
+        self.host_pids[n] = proc.pid
         return HostAgentHttp(f"host{n}", n, str(info["url"]), token)
 
     def _addresses(self, service: str) -> tuple[str, str]:
@@ -270,6 +274,7 @@ class Platform:
         self.server = server
         self._tasks.append(asyncio.create_task(server.serve()))
         self._tasks.append(asyncio.create_task(controller.run(self._stop)))
+        self._tasks.append(asyncio.create_task(self._supervise()))
         deadline = time.monotonic() + 30
         while not server.started:
             if self._tasks[0].done() or time.monotonic() > deadline:
@@ -279,6 +284,30 @@ class Platform:
         write_endpoint(self.data_dir, self.url)
         self.log.info("platform.ready", url=self.url, hosts=self.host_count)
         return self.url
+
+    async def _supervise(self, interval: float = 0.5) -> None:
+        """Start a host agent again when its process dies; the new one adopts the instances
+        (their processes never stopped), so nothing is placed elsewhere."""
+        host_token = self.data_dir / "hosts" / "token"
+        while not self._stop.is_set():
+            for n, pid in list(self.host_pids.items()):
+                if self._stop.is_set() or _alive(pid):
+                    continue
+                self.log.warning("host.died", host=f"host{n}", pid=pid)
+                for proc in self.procs:
+                    if proc.pid == pid:
+                        with contextlib.suppress(Exception):
+                            await proc.wait()
+                try:
+                    fresh = await self._start_host(n, host_token)
+                except TemporaryError as exc:
+                    self.log.error("host.restart_failed", host=f"host{n}", error=exc.message)
+                    continue
+                await self.hosts[n].set_url(fresh.url)
+                await fresh.close()
+                self.log.info("host.restarted", host=f"host{n}", pid=self.host_pids[n])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
 
     async def stop(self, grace: float = 30.0) -> None:
         self._stop.set()

@@ -178,6 +178,13 @@ class _Http:
     async def close(self) -> None:
         await self.client.aclose()
 
+    async def set_url(self, url: str) -> None:
+        """Talk to ``url`` from now on (a restarted process listens on a new port)."""
+        old = self.client
+        self.url = url
+        self.__post_init__()
+        await old.aclose()
+
 
 class HostAgentHttp(_Http):
     """``HostAgentPort`` over the host agent's HTTP API."""

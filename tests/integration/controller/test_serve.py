@@ -206,15 +206,29 @@ def serve() -> Iterator[Serve]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def agent_info(path: Path) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError):
+        return None  # being rewritten by a restarting host agent
+
+
 def instance_pids(data: Path) -> dict[str, int]:
     """Instance key -> pid of its main process, straight from each host agent."""
     token = (data / "hosts" / "token").read_text().strip()
     out: dict[str, int] = {}
     for info_file in sorted(data.glob("hosts/host*/agent.json")):
-        url = json.loads(info_file.read_text())["url"]
-        answer = httpx.get(
-            f"{url}/v1/instances", headers={"Authorization": f"Bearer {token}"}, timeout=5
-        )
+        info = agent_info(info_file)
+        if info is None:
+            continue
+        try:
+            answer = httpx.get(
+                f"{info['url']}/v1/instances",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=5,
+            )
+        except httpx.HTTPError:
+            continue
         for inst in answer.json()["instances"]:
             out[inst["key"]] = inst["pid"]
     return out
@@ -302,3 +316,37 @@ def test_kill_9_of_the_controller_in_the_middle_of_an_upgrade(serve: Serve, tmp_
     assert dep["upgrade"] is None and dep["status"] == "Running"
     answers = {get(dep["vips"]["Http"]) for _ in range(20)}
     assert answers == {"version 2 hello"}
+
+
+def test_kill_9_of_an_instance_and_of_a_host_agent(serve: Serve, tmp_path: Path) -> None:
+    src = write_service(tmp_path / "v1", free_port(), "1", count=2)
+    out = serve.cli("deploy", "hello", str(src), "--timeout", "90")
+    assert out.returncode == 0, out.stderr + serve.logs()
+    c = serve.client
+    pids = instance_pids(serve.data)
+    (key0,) = [k for k in pids if k.endswith("Web_IN_0")]
+
+    def all_ready() -> bool:
+        dep = c.get_deployment("hello", "production")
+        return dep["status"] == "Running"
+
+    # An instance's process dies: its host agent restarts it; the deployment heals.
+    os.kill(pids[key0], signal.SIGKILL)
+    wait_until(lambda: instance_pids(serve.data)[key0] not in (None, pids[key0]), 30, "restart")
+    wait_until(all_ready, 30, "Running again")
+
+    # A host agent dies: the platform starts it again and it adopts its instances, which never
+    # stopped; nothing is placed on another host.
+    pids = instance_pids(serve.data)
+    info_file = serve.data / "hosts" / "host1" / "agent.json"
+    agent_pid = json.loads(info_file.read_text())["pid"]
+    os.kill(agent_pid, signal.SIGKILL)
+    wait_until(
+        lambda: (agent_info(info_file) or {"pid": agent_pid})["pid"] != agent_pid,
+        30,
+        "a new host agent",
+    )
+    wait_until(lambda: instance_pids(serve.data) == pids, 30, "the same instances, adopted")
+    wait_until(all_ready, 30, "Running")
+    placed = {i["id"]: i["host"] for i in c.get_deployment("hello", "production")["instances"]}
+    assert placed == {"Web_IN_0": "host0", "Web_IN_1": "host1"}
