@@ -21,7 +21,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
 from azure.storage.queue import QueueServiceClient
 from entries import Signature, partition_key, picture_blob_name, row_key
 
@@ -34,6 +34,34 @@ THUMBNAILS = "guestbook-thumbnails"
 QUEUE = "guestbook-thumbnails"
 ENV_VARS = ("STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
+
+# The storage SDKs' default retry waits 15 s and more between attempts; a visitor would wait
+# a minute for an error page while storage restarts. Retry three times within about 1.5 s.
+RETRY_TOTAL = 3
+RETRY_BACKOFF = 0.5
+
+
+def client_options() -> dict[str, Any]:
+    """Keyword arguments for the blob and queue clients (a fresh retry policy per client)."""
+    return {
+        "retry_policy": LinearRetry(
+            backoff=RETRY_BACKOFF, retry_total=RETRY_TOTAL, random_jitter_range=0.2
+        ),
+        "connection_timeout": 5,
+        "read_timeout": 30,
+    }
+
+
+def table_options() -> dict[str, Any]:
+    """Keyword arguments for the table client (azure-core's retry: 0 s, 0.5 s, 1 s)."""
+    return {
+        "retry_total": RETRY_TOTAL,
+        "retry_backoff_factor": RETRY_BACKOFF / 2,
+        "retry_backoff_max": 2,
+        "connection_timeout": 5,
+        "read_timeout": 30,
+    }
+
 
 _from_role: str | None = None
 
@@ -85,9 +113,9 @@ class GuestbookStore:
 
     def __init__(self, conn: str) -> None:
         self.connection_string = conn
-        self.tables = TableServiceClient.from_connection_string(conn)
-        self.blobs = BlobServiceClient.from_connection_string(conn)
-        self.queues = QueueServiceClient.from_connection_string(conn)
+        self.tables = TableServiceClient.from_connection_string(conn, **table_options())
+        self.blobs = BlobServiceClient.from_connection_string(conn, **client_options())
+        self.queues = QueueServiceClient.from_connection_string(conn, **client_options())
         self.table = self.tables.get_table_client(TABLE)
         self.pictures = self.blobs.get_container_client(PICTURES)
         self.thumbnails = self.blobs.get_container_client(THUMBNAILS)

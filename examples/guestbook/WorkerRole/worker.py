@@ -36,7 +36,7 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.data.tables import TableServiceClient, UpdateMode
-from azure.storage.blob import BlobServiceClient, ContentSettings
+from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
 from azure.storage.queue import QueueMessage, QueueServiceClient
 from thumbnail import ThumbnailError, make_thumbnail
 
@@ -68,6 +68,34 @@ THUMBNAILS = "guestbook-thumbnails"
 QUEUE = "guestbook-thumbnails"
 ENV_VARS = ("STORAGE_CONNECTION_STRING", "AZURE_STORAGE_CONNECTION_STRING")
 DEFAULT_CONNECTION_STRING = "UseDevelopmentStorage=true"
+
+# The storage SDKs' default retry waits 15 s and more between attempts; a visitor would wait
+# a minute for an error page while storage restarts. Retry three times within about 1.5 s.
+RETRY_TOTAL = 3
+RETRY_BACKOFF = 0.5
+
+
+def client_options() -> dict[str, Any]:
+    """Keyword arguments for the blob and queue clients (a fresh retry policy per client)."""
+    return {
+        "retry_policy": LinearRetry(
+            backoff=RETRY_BACKOFF, retry_total=RETRY_TOTAL, random_jitter_range=0.2
+        ),
+        "connection_timeout": 5,
+        "read_timeout": 30,
+    }
+
+
+def table_options() -> dict[str, Any]:
+    """Keyword arguments for the table client (azure-core's retry: 0 s, 0.5 s, 1 s)."""
+    return {
+        "retry_total": RETRY_TOTAL,
+        "retry_backoff_factor": RETRY_BACKOFF / 2,
+        "retry_backoff_max": 2,
+        "connection_timeout": 5,
+        "read_timeout": 30,
+    }
+
 
 MAX_DEQUEUE = 5
 """A message received more often than this is poison: logged and deleted."""
@@ -109,12 +137,14 @@ class WorkerStore:
 
     def __init__(self, conn: str) -> None:
         self.connection_string = conn
-        self.tables = TableServiceClient.from_connection_string(conn)
-        self.blobs = BlobServiceClient.from_connection_string(conn)
+        self.tables = TableServiceClient.from_connection_string(conn, **table_options())
+        self.blobs = BlobServiceClient.from_connection_string(conn, **client_options())
         self.table = self.tables.get_table_client(TABLE)
         self.pictures = self.blobs.get_container_client(PICTURES)
         self.thumbnails = self.blobs.get_container_client(THUMBNAILS)
-        self.queue = QueueServiceClient.from_connection_string(conn).get_queue_client(QUEUE)
+        self.queue = QueueServiceClient.from_connection_string(
+            conn, **client_options()
+        ).get_queue_client(QUEUE)
         self._ready = False
 
     def ensure(self) -> None:
