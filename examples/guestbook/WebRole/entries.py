@@ -21,7 +21,8 @@ PICTURE_MAX = 4 * 1024 * 1024
 BODY_MAX = PICTURE_MAX + 64 * 1024
 """Largest accepted request body: the picture plus room for the text fields and framing."""
 
-_INVERT = 10**19
+_INVERT = 10**19 - 1
+"""Largest 19-digit number: row keys keep 19 digits for every time from 1970 on."""
 _ROW_KEY = re.compile(r"^[0-9]{19}-[0-9a-f]{12}$")
 _PARTITION_KEY = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
