@@ -13,6 +13,7 @@ deployment changed meanwhile (412 ``PreconditionFailed``). Errors are problem+js
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from cumulo import __version__
@@ -29,7 +30,7 @@ from cumulo.api.auth import BearerAuth
 from cumulo.api.problems import handle_cumulo_error, handle_unexpected
 from cumulo.controller.management import Management
 from cumulo.controller.views import deployment_view
-from cumulo.errors import CumuloError, InputError
+from cumulo.errors import CumuloError, InputError, TemporaryError
 from cumulo.storage.store.records import OperationRecord
 
 MAX_PACKAGE_BYTES = 1024 * 1024 * 1024
@@ -202,6 +203,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         responses=ACCEPTED,
     ),
     Endpoint(
+        "GET",
+        "/v1/services/{service}/deploymentslots/{slot}/roleinstances/{instance}/logs/{name}",
+        "instanceLog",
+        "The last lines (query: tail, default 200) of an instance's log: entry, site or "
+        "task<N> (text/plain)",
+        "instance_log",
+    ),
+    Endpoint(
         "POST",
         "/v1/services/{service}/deploymentslots/{slot}/roleinstances:delete",
         "deleteRoleInstances",
@@ -294,11 +303,29 @@ def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True
     return value
 
 
+LogReader = Callable[[str, str, str, str, int], Awaitable[str]]
+"""(service, slot, instance, log name, tail) -> text: reads a log from the instance's host."""
+
+
 class Api:
     """The request handlers; one instance per app."""
 
-    def __init__(self, management: Management) -> None:
+    def __init__(self, management: Management, logs: LogReader | None = None) -> None:
         self.m = management
+        self.logs = logs
+
+    async def instance_log(self, request: Request) -> Response:
+        p = request.path_params
+        if self.logs is None:
+            raise TemporaryError("Logs are read from the hosts; this API runs without them.")
+        try:
+            tail = max(1, min(int(request.query_params.get("tail", "200")), 100_000))
+        except ValueError:
+            raise InputError("Query parameter 'tail' is a number of lines.") from None
+        if not re.fullmatch(r"entry|site|task[0-9]+", p["name"]):
+            raise InputError(f"Log {p['name']!r} is not one of entry, site, task<N>.")
+        text = await self.logs(p["service"], p["slot"].lower(), p["instance"], p["name"], tail)
+        return PlainTextResponse(text)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -601,9 +628,9 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def create_app(management: Management, *, token: str) -> Starlette:
+def create_app(management: Management, *, token: str, logs: LogReader | None = None) -> Starlette:
     """The ASGI app: routes, bearer auth, problem+json errors."""
-    api = Api(management)
+    api = Api(management, logs)
     document = openapi_document()
 
     async def openapi(request: Request) -> Response:

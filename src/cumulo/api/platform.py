@@ -270,7 +270,8 @@ class Platform:
         management.observe = controller.snapshot
         management.wake = controller.wake
         self.controller = controller
-        server = _Server(uvicorn_config(create_app(management, token=token), *self.listen))
+        app = create_app(management, token=token, logs=controller.instance_logs)
+        server = _Server(uvicorn_config(app, *self.listen))
         self.server = server
         self._tasks.append(asyncio.create_task(server.serve()))
         self._tasks.append(asyncio.create_task(controller.run(self._stop)))

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import click
 
+from cumulo import errors
 from cumulo.client import Client
 from cumulo.errors import InputError, NotFoundError
 from cumulo.model.service import find_configuration
@@ -190,6 +191,79 @@ def serve(data_dir: Path | None, hosts: int, listen: str) -> None:
             click.echo("stopping…", err=True)
         finally:
             await platform.stop()
+
+    asyncio.run(main())
+
+
+@click.command("run")
+@click.argument("source", type=click.Path(path_type=Path), metavar="DIR|PKG")
+@click.option("--config", "config", type=click.Path(path_type=Path), help=".cscfg to run with.")
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@click.option("--hosts", type=click.IntRange(1, 20), default=1, show_default=True)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Keep the platform's state here (default: a temporary directory, removed at exit).",
+)
+@click.option("--listen", default="127.0.0.1:0", show_default=True, help="HOST:PORT of the API.")
+def run(
+    source: Path, config: Path | None, slot: str, hosts: int, data_dir: Path | None, listen: str
+) -> None:
+    """The emulator: start the platform, deploy DIR|PKG, print its URLs and follow its logs.
+
+    Ctrl-C tears everything down.
+    """
+    import asyncio
+    import os
+    import shutil
+    import signal
+
+    from cumulo.api.platform import Platform
+    from cumulo.log import configure
+    from cumulo.model.parse import parse_definition
+    from cumulo.package.read import open_package
+
+    os.environ.setdefault("CUMULO_LOG_LEVEL", "warning")  # the components' logs, too
+    configure()
+    data, configuration = _package_bytes(source, config)
+    name = parse_definition(open_package(data).read("ServiceDefinition.csdef")).name
+    temporary = data_dir is None
+    directory = data_dir or Path(tempfile.mkdtemp(dir="/tmp", prefix="cumulo-run-"))
+    os.chmod(directory, 0o711)
+
+    def deploy(c: Client) -> dict[str, Any]:
+        with contextlib.suppress(errors.ConflictError):
+            c.create_service(name)
+        package = c.upload_package(data)["digest"]
+        op = c.create_deployment(name, slot, package=package, configuration=configuration)
+        _finish(c, op, no_wait=False, timeout=600, as_json=False, watch=(name, slot))
+        return c.get_deployment(name, slot)
+
+    async def main() -> None:
+        platform = Platform(directory / "data", hosts=hosts, listen=listen, emulated=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            url = await platform.start()
+            token = (directory / "data" / "api-token").read_text().strip()
+            with Client(url, token) as c:
+                view = await asyncio.to_thread(deploy, c)
+                for endpoint, address in sorted(view["vips"].items()):
+                    click.echo(f"{endpoint}: http://{address}/")
+                click.echo(f"API {url} (CUMULO_HOME={directory / 'data'}); Ctrl-C stops.")
+                follower = LogFollower(c, name, slot, None, None)
+                while not stop.is_set():
+                    lines = await asyncio.to_thread(follower.poll, 500)
+                    _print_log_lines(lines, False)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 1.0)
+        finally:
+            click.echo("stopping…", err=True)
+            await platform.stop()
+            if temporary:
+                shutil.rmtree(directory, ignore_errors=True)
 
     asyncio.run(main())
 
@@ -582,6 +656,91 @@ _instance_command("rebuild", "Fresh approot and every local resource wiped.")
 _instance_command("delete", "Remove the instance; its role's instance count drops by one.")
 
 
+# -- logs ----------------------------------------------------------------------------------------
+
+
+def new_lines(previous: list[str], current: list[str]) -> list[str]:
+    """The lines of ``current`` (a log's tail now) not in ``previous`` (its tail before)."""
+    for start in range(len(previous) + 1):
+        overlap = previous[start:]
+        if current[: len(overlap)] == overlap:
+            return current[len(overlap) :]
+    return current
+
+
+class LogFollower:
+    """Fetches the tails of instances' logs and yields only what is new since the last call."""
+
+    NAMES = ("entry", "site")
+
+    def __init__(
+        self, client: Client, service: str, slot: str, role: str | None, instance: str | None
+    ) -> None:
+        self.c, self.service, self.slot = client, service, slot
+        self.role, self.instance = role, instance
+        self.seen: dict[tuple[str, str], list[str]] = {}
+
+    def instances(self) -> list[str]:
+        view = self.c.get_deployment(self.service, self.slot)
+        return [
+            i["id"]
+            for i in view["instances"]
+            if (self.role is None or i["role"] == self.role)
+            and (self.instance is None or i["id"] == self.instance)
+        ]
+
+    def poll(self, tail: int) -> list[tuple[str, str, str]]:
+        out: list[tuple[str, str, str]] = []
+        for iid in self.instances():
+            for name in self.NAMES:
+                try:
+                    text = self.c.instance_log(self.service, self.slot, iid, name, tail=tail)
+                except NotFoundError:
+                    continue
+                lines = text.splitlines()
+                fresh = new_lines(self.seen.get((iid, name), []), lines)
+                self.seen[(iid, name)] = lines
+                out += [(iid, name, line) for line in fresh]
+        return out
+
+
+def _print_log_lines(lines: list[tuple[str, str, str]], as_json: bool) -> None:
+    for iid, name, line in lines:
+        if as_json:
+            click.echo(json.dumps({"instance": iid, "log": name, "line": line}))
+        else:
+            click.echo(f"[{iid}] {line}")
+    sys.stdout.flush()
+
+
+@click.command("logs")
+@click.argument("service_name", metavar="SERVICE")
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@click.option("--role", help="Only this role's instances.")
+@click.option("--instance", "instance_id", help="Only this instance.")
+@click.option("--tail", type=click.IntRange(1, 100_000), default=100, show_default=True)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
+@json_option
+def logs(
+    service_name: str,
+    slot: str,
+    role: str | None,
+    instance_id: str | None,
+    tail: int,
+    follow: bool,
+    as_json: bool,
+) -> None:
+    """Print the logs (entry point or site) of a deployment's instances."""
+    import time
+
+    with _client() as c:
+        follower = LogFollower(c, service_name, slot, role, instance_id)
+        _print_log_lines(follower.poll(tail), as_json)
+        while follow:
+            time.sleep(1.0)
+            _print_log_lines(follower.poll(max(tail, 500)), as_json)
+
+
 # -- events and operations -----------------------------------------------------------------------
 
 
@@ -642,6 +801,7 @@ def operation_wait(operation_id: str, timeout: float, as_json: bool) -> None:
 
 COMMANDS: list[click.Command] = [
     serve,
+    run,
     service,
     deploy,
     status,
@@ -656,5 +816,6 @@ COMMANDS: list[click.Command] = [
     delete,
     instance,
     events,
+    logs,
     operation,
 ]

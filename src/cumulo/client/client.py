@@ -335,6 +335,12 @@ class Client:
         )
         return result
 
+    def instance_log(
+        self, service: str, slot: str, instance: str, name: str, *, tail: int = 200
+    ) -> str:
+        path = f"{self._slot(service, slot)}/roleinstances/{quote(instance, safe='')}/logs/{name}"
+        return self._request("GET", path, params={"tail": tail}).text
+
     # -- operations and events -----------------------------------------------------------------
 
     def get_operation(self, operation_id: str) -> dict[str, Any]:

@@ -165,6 +165,20 @@ class Controller:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
 
+    async def instance_logs(
+        self, service: str, slot: str, instance: str, name: str, tail: int = 200
+    ) -> str:
+        """The last ``tail`` lines of one log (``entry``, ``site``, ``task<N>``) of an instance,
+        from the host that runs it."""
+        record = self.store.get_deployment(service, slot)
+        for view in self.views.values():
+            for inst in view.instances:
+                if inst.deployment_id == record.id and inst.instance_id == instance:
+                    return await self.hosts[view.name].logs(record.id, instance, name, tail)
+        raise NotFoundError(
+            f"No host reports instance {instance} of the {slot} deployment of {service}."
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         while not stop.is_set():

@@ -36,7 +36,7 @@ from cumulo.controller.records import (
     ServiceRoutes,
     SlotRoutes,
 )
-from cumulo.errors import CumuloError, InternalError, TemporaryError
+from cumulo.errors import CumuloError, InternalError, NotFoundError, TemporaryError
 
 UNKNOWN_VERSION = RoleVersion("?", "?")
 
@@ -51,6 +51,7 @@ class HostAgentPort(Protocol):
     ) -> dict[str, list[str]]: ...
     async def instance_action(self, deployment_id: str, instance_id: str, action: str) -> None: ...
     async def push_topology(self, deployment_id: str, roles: Mapping[str, Any]) -> None: ...
+    async def logs(self, deployment_id: str, instance_id: str, name: str, tail: int) -> str: ...
 
 
 class LoadBalancerPort(Protocol):
@@ -159,6 +160,17 @@ class _Http:
             transport=self.transport,
         )
 
+    async def text(self, path: str, **kwargs: Any) -> str:
+        try:
+            response = await self.client.get(path, **kwargs)
+        except httpx.TransportError as exc:
+            raise TemporaryError(f"{self.url} did not answer ({type(exc).__name__}).") from None
+        if response.status_code == 404:
+            raise NotFoundError(f"{self.url}{path} does not exist.")
+        if response.status_code >= 400:
+            raise TemporaryError(f"GET {self.url}{path} answered {response.status_code}.")
+        return response.text
+
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = await self.client.request(method, path, **kwargs)
@@ -212,6 +224,11 @@ class HostAgentHttp(_Http):
 
     async def push_topology(self, deployment_id: str, roles: Mapping[str, Any]) -> None:
         await self.call("PUT", f"/v1/deployments/{deployment_id}/topology", json={"roles": roles})
+
+    async def logs(self, deployment_id: str, instance_id: str, name: str, tail: int) -> str:
+        return await self.text(
+            f"/v1/instances/{deployment_id}/{instance_id}/logs/{name}", params={"tail": tail}
+        )
 
 
 class LoadBalancerHttp(_Http):

@@ -272,6 +272,9 @@ def test_deploy_swap_scale_config_and_ctrl_c(serve: Serve, tmp_path: Path) -> No
     c.wait(c.change_configuration("hello", "production", cfg)["id"], timeout=90)
     wait_until(lambda: get(prod["vips"]["Http"]) == "version 1 bonjour", 30, "the new setting")
 
+    logs = serve.cli("logs", "hello", "--tail", "5")
+    assert logs.returncode == 0 and logs.stdout.startswith("[Web_IN_0] "), logs.stderr
+
     events = [e["name"] for e in c.events("hello")]
     assert "swap.done" in events and "operation.succeeded" in events
 
@@ -350,3 +353,36 @@ def test_kill_9_of_an_instance_and_of_a_host_agent(serve: Serve, tmp_path: Path)
     wait_until(all_ready, 30, "Running")
     placed = {i["id"]: i["host"] for i in c.get_deployment("hello", "production")["instances"]}
     assert placed == {"Web_IN_0": "host0", "Web_IN_1": "host1"}
+
+
+def test_cumulo_run_deploys_prints_the_url_and_tears_down(tmp_path: Path) -> None:
+    src = write_service(tmp_path / "hello", free_port(), "1", count=1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULO_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cumulo.cli.main", "run", str(src)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = ""
+        deadline = time.monotonic() + 90
+        while not url and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line.startswith("Http: "):
+                url = line.split()[1]
+            assert line or proc.poll() is None, "cumulo run exited"
+        home = proc.stdout.readline().split("CUMULO_HOME=")[1].split(")")[0]
+        assert httpx.get(url, timeout=5).text == "version 1 hello"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        assert not Path(home).exists(), "the temporary platform is removed"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
