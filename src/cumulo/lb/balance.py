@@ -48,7 +48,7 @@ def flow_key(distribution: str, flow: Flow) -> bytes:
 
 
 def backend_id(backend: Backend) -> bytes:
-    return f"{backend.instance}|{backend.address}|{backend.port}".encode()
+    return backend.hash_id
 
 
 def score(key: bytes, bid: bytes) -> int:
@@ -98,4 +98,4 @@ def choose(
         pool = [b for b in candidates if counts.get(b.key, 0) == least]
         if len(pool) == 1:
             return pool[0]
-    return max(pool, key=lambda b: score(key, backend_id(b)))
+    return max(pool, key=lambda b: score(key, b.hash_id))

@@ -60,12 +60,12 @@ class Listener:
         self.key = key
         self.route = route
         self.sock = sock
+        self.local: tuple[str, int] = sock.getsockname()[:2]
         self.server: asyncio.AbstractServer | None = None
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self.sock.getsockname()[:2]
-        return host, port
+        return self.local
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -174,7 +174,7 @@ class ClientConn(asyncio.Protocol):
             self.closed = True
             transport.abort()
             return
-        local = transport.get_extra_info("sockname")
+        local = self.listener.local
         self.flow = Flow(peer[0], peer[1], local[0], local[1], "tcp")
         route.opened(self)
         self._connect_next()

@@ -130,6 +130,11 @@ class Backend:
     port: int
     routable: bool = True
     ignore_role_instance_status: bool = False
+    hash_id: bytes = field(init=False, repr=False, compare=False, default=b"")
+
+    def __post_init__(self) -> None:
+        # what the distribution hashes with a flow (precomputed: it is used on every accept)
+        object.__setattr__(self, "hash_id", f"{self.instance}|{self.address}|{self.port}".encode())
 
     @property
     def key(self) -> tuple[str, str, int]:

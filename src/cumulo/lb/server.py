@@ -120,14 +120,19 @@ class EndpointRoute:
     def pick(self, flow: Flow, tried: list[BackendRuntime] | None) -> BackendRuntime | None:
         if tried is None and self.single is not None:
             return self.single
-        now = self.lb.clock.monotonic()
+        lb = self.lb
         runtime = self.runtime
         pool = self.candidates
         if tried:
             pool = [b for b in pool if runtime[b.key] not in tried]
-        healthy = [b for b in pool if runtime[b.key].failed_until <= now]
-        if healthy:
-            pool = healthy
+        if lb.failed_until:  # some backend failed recently: prefer the others
+            now = lb.clock.monotonic()
+            if now < lb.failed_until:
+                healthy = [b for b in pool if runtime[b.key].failed_until <= now]
+                if healthy:
+                    pool = healthy
+            else:
+                lb.failed_until = 0.0
         active = None
         if self.distribution == "leastConnections":
             active = {b.key: runtime[b.key].stats.active for b in pool}
@@ -174,6 +179,7 @@ class EndpointRoute:
         backend.stats.connect_failures += 1
         self.stats.connect_failures += 1
         backend.failed_until = now + self.lb.settings.retry_after_failure
+        self.lb.failed_until = max(self.lb.failed_until, backend.failed_until)
         if retried:
             self.stats.retries += 1
             backend.stats.retries += 1
@@ -222,6 +228,7 @@ class LoadBalancer:
         self.drain = DrainBook()
         self.in_rotation: set[balance.BackendKey] = set()
         self.conns: set[ClientConn] = set()
+        self.failed_until = 0.0  # the latest failed_until of any backend (0: none pending)
         self.swaps = 0
         self.last_swap_seconds = 0.0
         self.log = get_logger(component="lb")
