@@ -69,6 +69,11 @@ def lb_group() -> None:
     "--production-address", default="127.0.0.1", show_default=True, help="Production VIP."
 )
 @click.option("--staging-address", default="127.0.0.2", show_default=True, help="Staging VIP.")
+@click.option(
+    "--controller-url",
+    default=None,
+    help="At start, GET the route table from this URL (same token), retrying until it answers.",
+)
 @click.option("--reuse-port", is_flag=True, help="Bind listeners with SO_REUSEPORT (experiments).")
 @click.option(
     "--loop",
@@ -85,6 +90,7 @@ def serve(
     routes_file: str | None,
     production_address: str,
     staging_address: str,
+    controller_url: str | None,
     reuse_port: bool,
     loop_name: str,
 ) -> None:
@@ -119,6 +125,9 @@ def serve(
         await lb.start()
         if initial is not None and initial.version >= lb.table.version:
             await lb.apply(initial)
+        pull = None
+        if controller_url:
+            pull = asyncio.get_running_loop().create_task(lb.pull_routes(controller_url, secret))
         server = LbApi(lb, secret)
         real_host, real_port = await server.start(host, port)
         stop = asyncio.Event()
@@ -136,6 +145,8 @@ def serve(
         lb.log.info("lb.ready", api=ready["api"], loop=loop_name)
         await stop.wait()
         lb.log.info("lb.stopping")
+        if pull is not None:
+            pull.cancel()
         await server.close()
         await lb.close()
 

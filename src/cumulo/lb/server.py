@@ -249,6 +249,32 @@ class LoadBalancer:
                 self.log.warning("lb.routes.unreadable", file=str(self.state_file), error=str(exc))
         self._tick_task = asyncio.get_running_loop().create_task(self._ticker())
 
+    async def pull_routes(self, url: str, token: str, *, retry: float = 1.0) -> None:
+        """Fetch the route table from the controller (``GET url`` with the bearer token) until
+        it answers once; a table already newer (pushed meanwhile) is kept. Run as a task."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(timeout=10) as client:
+            while True:
+                try:
+                    response = await client.get(url, headers=headers)
+                    response.raise_for_status()
+                    table = routes.parse_table(response.json(), self.addresses)
+                except (httpx.HTTPError, ValueError, routes.RouteTableError) as exc:
+                    self.log.warning("lb.routes.pull_failed", url=url, error=str(exc))
+                    await self.clock.sleep(retry)
+                    continue
+                if table.version >= self.table.version:
+                    try:
+                        await self.apply(table)
+                    except CumuloError as exc:
+                        self.log.warning("lb.routes.pull_rejected", url=url, error=exc.message)
+                        await self.clock.sleep(retry)
+                        continue
+                self.log.info("lb.routes.pulled", url=url, version=table.version)
+                return
+
     async def close(self) -> None:
         if self._tick_task is not None:
             self._tick_task.cancel()

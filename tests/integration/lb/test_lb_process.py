@@ -346,3 +346,39 @@ def test_bulk_bytes_pass_intact_both_ways_with_half_close(backends, start_lb, he
     helpers.wait_until(
         lambda: lb.metric("cumulo_lb_backend_bytes_in_total", instance="E0") == len(payload)
     )
+
+
+def test_a_restarted_lb_pulls_its_routes_from_the_controller(backends, start_lb, helpers) -> None:
+    """`--controller-url`: a fresh LB (no state file) asks the controller for its table."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    a, _ = backends.start("A")
+    table = json.dumps(_table(helpers, {"A0": a}, {}, version=9)).encode()
+    seen_tokens: list[str] = []
+
+    class Controller(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen_tokens.append(self.headers.get("Authorization", ""))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(table)))
+            self.end_headers()
+            self.wfile.write(table)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    controller = ThreadingHTTPServer(("127.0.0.1", 0), Controller)
+    thread = threading.Thread(target=controller.serve_forever)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{controller.server_address[1]}/lb/routes"
+        lb = start_lb(extra=["--controller-url", url])
+        helpers.wait_until(lambda: lb.http.get("/healthz").json()["version"] == 9)
+        assert helpers.fetch(lb.port("production", "Http")) == "A"
+        assert seen_tokens and seen_tokens[0].startswith("Bearer ")
+    finally:
+        controller.shutdown()
+        controller.server_close()
+        thread.join(timeout=10)
