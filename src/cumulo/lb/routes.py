@@ -11,7 +11,7 @@ docs/networking.md::
 
     {
       "version": 12,                 # generation set by the controller; a PUT with a version
-                                     # lower than the current one is refused (409); equal = no-op
+                                     # lower than the current one is refused (409)
       "drainTimeoutSeconds": 30,     # optional (default 30): how long connections on an instance
                                      # taken out of rotation may stay open before they are closed
       "slots": {                     # "production" and/or "staging"; a missing slot = empty
