@@ -160,3 +160,37 @@ def test_drain_closes_exactly_the_overdue_connections(script, timeout) -> None:
         assert expired == overdue
         for key in rotation:
             assert not (set(open_conns.get(key, ())) & expired)
+
+
+@settings(max_examples=150)
+@given(
+    st.sampled_from(
+        ["fiveTuple", "sourceIP", "sourceIPProtocol", "roundRobin", "leastConnections"]
+    ),
+    backends,
+    flows,
+    st.booleans(),
+    st.lists(st.integers(0, 7), max_size=3),
+)
+def test_the_lb_routes_only_to_backends_in_rotation(dist, pool, flow, fail_some, tried_idx) -> None:
+    """Through the real route object: with passive failures and retries (``tried``), a pick is
+    always in rotation, never one already tried, and a flow keeps its pick while nothing changes."""
+    from cumulo.clock import FakeClock
+    from cumulo.lb.server import LoadBalancer
+
+    lb = LoadBalancer(clock=FakeClock())
+    ep = Endpoint("Http", 80, distribution=dist, backends=tuple(pool))
+    route = lb._route_for("production", ep)
+    lb.in_rotation = set(route.runtime)
+    if fail_some and route.candidates:
+        route.connect_failed(route.runtime[route.candidates[0].key], retried=False)
+    eligible = {b.key for b in pool if b.routable or b.ignore_role_instance_status}
+    tried = [route.runtime[route.candidates[i].key] for i in tried_idx if i < len(route.candidates)]
+    first = route.pick(flow, tried or None)
+    if first is None:
+        assert not (eligible - {t.key for t in tried})
+        return
+    assert first.key in eligible
+    assert first not in tried
+    if dist in DISTRIBUTIONS_HASHED:
+        assert route.pick(flow, tried or None) is first
