@@ -12,6 +12,7 @@ deployment changed meanwhile (412 ``PreconditionFailed``). Errors are problem+js
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -227,6 +228,30 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "VIP swap of production and staging",
         "swap",
         responses=ACCEPTED,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/services/{service}/certificates",
+        "listCertificates",
+        "The service's certificate store (thumbprints, subjects, expiry; never keys)",
+        "list_certificates",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/services/{service}/certificates",
+        "addCertificate",
+        "Add a PEM or PFX certificate (base64 in 'data'), with its private key if present",
+        "add_certificate",
+        _props(["data"], data=STR, password=STR, filename=STR),
+        {"201": "Created: the certificate (thumbprint, subject, not_after)"},
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/services/{service}/certificates/{thumbprint}",
+        "deleteCertificate",
+        "Remove a certificate from the service's store",
+        "delete_certificate",
+        responses={"204": "Deleted"},
     ),
     Endpoint(
         "GET",
@@ -534,6 +559,33 @@ class Api:
     async def swap(self, request: Request) -> Response:
         op = await run_in_threadpool(self.m.swap, request.path_params["service"])
         return _accepted(op)
+
+    async def list_certificates(self, request: Request) -> Response:
+        service = request.path_params["service"]
+        certs = await run_in_threadpool(self.m.list_certificates, service)
+        return JSONResponse({"certificates": certs})
+
+    async def add_certificate(self, request: Request) -> Response:
+        service = request.path_params["service"]
+        data = await _json(request)
+        try:
+            raw = base64.b64decode(_field(data, "data", str), validate=True)
+        except ValueError:
+            raise InputError("Field 'data' must be the certificate file in base64.") from None
+        cert = await run_in_threadpool(
+            lambda: self.m.add_certificate(
+                service,
+                raw,
+                password=_field(data, "password", str, required=False),
+                filename=_field(data, "filename", str, required=False) or "the certificate",
+            )
+        )
+        return JSONResponse(cert, status_code=201)
+
+    async def delete_certificate(self, request: Request) -> Response:
+        p = request.path_params
+        await run_in_threadpool(self.m.delete_certificate, p["service"], p["thumbprint"])
+        return Response(status_code=204)
 
     async def list_operations(self, request: Request) -> Response:
         service = request.path_params["service"]

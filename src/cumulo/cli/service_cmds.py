@@ -322,6 +322,55 @@ def service_delete(name: str, as_json: bool) -> None:
     _emit({"deleted": name}, as_json, lambda: click.echo(f"service {name} deleted"))
 
 
+# -- certificates --------------------------------------------------------------------------------
+
+
+@click.group("cert")
+def cert() -> None:
+    """A service's certificate store: the certificates a .cscfg names by thumbprint."""
+
+
+@cert.command("add")
+@click.argument("service_name", metavar="SERVICE")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--password", help="Password of a PFX or of an encrypted PEM key.")
+@json_option
+def cert_add(service_name: str, file: Path, password: str | None, as_json: bool) -> None:
+    """Add a PEM or PFX certificate (with its private key, if the file has one)."""
+    with _client() as c:
+        added = c.add_certificate(
+            service_name, file.read_bytes(), password=password, filename=file.name
+        )
+    _emit(added, as_json, lambda: click.echo(f"{added['thumbprint']}  {added['subject']}"))
+
+
+@cert.command("list")
+@click.argument("service_name", metavar="SERVICE")
+@json_option
+def cert_list(service_name: str, as_json: bool) -> None:
+    """List the service's certificates."""
+    with _client() as c:
+        certs = c.list_certificates(service_name)
+
+    def text() -> None:
+        for x in certs:
+            key = "key" if x["has_private_key"] else "no key"
+            click.echo(f"{x['thumbprint']}  {x['subject']}  until {x['not_after']}  ({key})")
+
+    _emit(certs, as_json, text)
+
+
+@cert.command("delete")
+@click.argument("service_name", metavar="SERVICE")
+@click.argument("thumbprint")
+@json_option
+def cert_delete(service_name: str, thumbprint: str, as_json: bool) -> None:
+    """Remove a certificate from the service's store."""
+    with _client() as c:
+        c.delete_certificate(service_name, thumbprint)
+    _emit({"deleted": thumbprint.upper()}, as_json, lambda: click.echo("deleted"))
+
+
 # -- deployments ---------------------------------------------------------------------------------
 
 
@@ -803,6 +852,7 @@ COMMANDS: list[click.Command] = [
     serve,
     run,
     service,
+    cert,
     deploy,
     status,
     swap,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -172,6 +173,32 @@ class Client:
 
     def delete_service(self, name: str) -> None:
         self._request("DELETE", f"/v1/services/{quote(name, safe='')}")
+
+    # -- certificates --------------------------------------------------------------------------
+
+    def add_certificate(
+        self, service: str, data: bytes, *, password: str | None = None, filename: str = ""
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"data": base64.b64encode(data).decode(), "filename": filename}
+        if password is not None:
+            body["password"] = password
+        result: dict[str, Any] = self._json(
+            "POST", f"/v1/services/{quote(service, safe='')}/certificates", json=body
+        )
+        return result
+
+    def list_certificates(self, service: str) -> list[dict[str, Any]]:
+        return list(
+            self._json("GET", f"/v1/services/{quote(service, safe='')}/certificates")[
+                "certificates"
+            ]
+        )
+
+    def delete_certificate(self, service: str, thumbprint: str) -> None:
+        self._request(
+            "DELETE",
+            f"/v1/services/{quote(service, safe='')}/certificates/{quote(thumbprint, safe='')}",
+        )
 
     # -- packages ------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from typing import Any
 from cumulo.clock import Clock, SystemClock
 from cumulo.controller import desired as desired_mod
 from cumulo.controller import walk as walks
+from cumulo.controller.certificates import ParsedCertificate, parse_certificate
 from cumulo.controller.errors import OperationInProgress
 from cumulo.controller.records import (
     DesiredDeployment,
@@ -46,6 +47,7 @@ from cumulo.model.xmlwrite import configuration_to_xml
 from cumulo.package.read import open_package
 from cumulo.storage.store.protocol import Store
 from cumulo.storage.store.records import (
+    CertificateRecord,
     DeploymentRecord,
     OperationRecord,
     OperationStatus,
@@ -119,6 +121,32 @@ class Management:
     def delete_service(self, name: str) -> None:
         self.store.delete_service(name)
         self.log.info("service.deleted", service=name)
+
+    # -- certificates --------------------------------------------------------------------------
+
+    def add_certificate(
+        self, service: str, data: bytes, *, password: str | None = None, filename: str = "file"
+    ) -> dict[str, Any]:
+        parsed = parse_certificate(data, password=password, filename=filename)
+        self.store.put_certificate(
+            CertificateRecord(service, parsed.thumbprint, "sha1", parsed.pem)
+        )
+        self.store.append_event(
+            service, "certificate.added", fields={"thumbprint": parsed.thumbprint}
+        )
+        return certificate_json(parsed)
+
+    def list_certificates(self, service: str) -> list[dict[str, Any]]:
+        return [
+            certificate_json(parse_certificate(c.pem.encode()))
+            for c in self.store.list_certificates(service)
+        ]
+
+    def delete_certificate(self, service: str, thumbprint: str) -> None:
+        self.store.delete_certificate(service, thumbprint)
+        self.store.append_event(
+            service, "certificate.deleted", fields={"thumbprint": thumbprint.upper()}
+        )
 
     # -- packages ------------------------------------------------------------------------------
 
@@ -619,3 +647,14 @@ def load_model(package: bytes, configuration: str) -> Service:
         configuration.encode(),
         files=dict(pkg.contents),
     )
+
+
+def certificate_json(cert: ParsedCertificate) -> dict[str, Any]:
+    """What the API shows of a certificate (never its private key)."""
+    return {
+        "thumbprint": cert.thumbprint,
+        "thumbprint_algorithm": "sha1",
+        "subject": cert.subject,
+        "not_after": cert.not_after,
+        "has_private_key": cert.has_private_key,
+    }

@@ -119,9 +119,11 @@ class SqliteStore:
         (self.directory / "packages").mkdir(exist_ok=True)
         self._clock = clock or SystemClock()
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            self.directory / "cumulo.db", check_same_thread=False, isolation_level=None
-        )
+        db_path = self.directory / "cumulo.db"
+        if not db_path.exists():
+            # Private: the store holds certificates' private keys.
+            os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
