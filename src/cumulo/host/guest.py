@@ -317,50 +317,66 @@ class Guest:
     # -- the loop ---------------------------------------------------------------------------
     async def _run(self) -> None:
         try:
-            outcome: Outcome | None = None
-            if self._record is not None:
-                outcome = await self._adopt()
-                self._record = None
             while True:
-                if outcome is None:
-                    outcome = await self._attempt()
-                if outcome.op == "stop" or self._op == "stop":
-                    break
-                if outcome.op in OPS:
-                    await self._do_op(outcome.op)
-                    outcome = None
-                    continue
-                failure = outcome.failure
-                assert failure is not None
-                await self._teardown(outcome)
-                if self._op == "stop":
-                    break
-                if self._op in OPS:
-                    outcome = Outcome(op=self._op)
-                    continue
-                decision = next_action(
-                    self.ctx.settings.restart,
-                    self.history,
-                    failure,
-                    now=self.ctx.clock.monotonic(),
-                    rand=self.ctx.rand(),
-                )
-                self.history = decision.history
-                self._go(decision.state, decision.reason)
-                self._emit(
-                    "instance.backoff",
-                    delay=round(decision.delay, 3),
-                    attempt=self.history.consecutive,
-                    exit_code=failure.exit_code,
-                )
-                outcome = None
-                if await self._sleep_or_op(decision.delay):
-                    outcome = Outcome(op=self._op)
-            await self._shutdown("stop requested")
+                try:
+                    await self._loop()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug must not leave the instance unwatched
+                    self._emit("instance.agent_error", error=repr(exc))
+                    self.detail = f"the guest agent hit an error ({exc!r}); retrying"
+                    self._record = None
+                    await self.ctx.clock.sleep(1.0)
         finally:
             for w in self._watchers:
                 w.cancel()
             self.stopped.set()
+
+    async def _loop(self) -> None:
+        """Adopt (after an agent restart), then attempt, recycle and back off until stopped."""
+        outcome: Outcome | None = None
+        if self._record is not None:
+            outcome = await self._adopt()
+            self._record = None
+        while True:
+            if self._op == "stop":
+                break
+            if outcome is None:
+                outcome = await self._attempt()
+            if outcome.op == "stop" or self._op == "stop":
+                break
+            if outcome.op in OPS:
+                await self._do_op(outcome.op)
+                outcome = None
+                continue
+            failure = outcome.failure
+            assert failure is not None
+            await self._teardown(outcome)
+            if self._op == "stop":
+                break
+            if self._op in OPS:
+                outcome = Outcome(op=self._op)
+                continue
+            decision = next_action(
+                self.ctx.settings.restart,
+                self.history,
+                failure,
+                now=self.ctx.clock.monotonic(),
+                rand=self.ctx.rand(),
+            )
+            self.history = decision.history
+            self._go(decision.state, decision.reason)
+            self._emit(
+                "instance.backoff",
+                delay=round(decision.delay, 3),
+                attempt=self.history.consecutive,
+                exit_code=failure.exit_code,
+            )
+            outcome = None
+            if await self._sleep_or_op(decision.delay):
+                outcome = Outcome(op=self._op)
+        await self._shutdown("stop requested")
 
     async def _sleep_or_op(self, delay: float) -> bool:
         """Wait ``delay`` seconds; True if an operation arrived meanwhile."""
