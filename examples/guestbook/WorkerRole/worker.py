@@ -99,8 +99,12 @@ def table_options() -> dict[str, Any]:
 
 MAX_DEQUEUE = 5
 """A message received more often than this is poison: logged and deleted."""
-VISIBILITY_TIMEOUT = 60
-"""Seconds a received message stays invisible to the other instances while this one works."""
+VISIBILITY_TIMEOUT = 30
+"""Seconds a received message stays invisible to the other instances while this one works
+(Azure's default). A thumbnail takes well under a second; the message of an instance that was
+killed comes back after this long."""
+STOP_WAIT = 10.0
+"""On stop, how long OnStop waits for the message in hand to be finished (seconds)."""
 BATCH = 16
 IDLE_WAIT_MAX = 1.0
 """Longest pause between polls of an empty queue (seconds); the pause doubles from 50 ms."""
@@ -261,14 +265,31 @@ def _merge(store: WorkerStore, pk: str, rk: str, values: dict[str, Any]) -> None
 
 
 def drain_once(
-    store: WorkerStore, *, visibility_timeout: int = VISIBILITY_TIMEOUT, batch: int = BATCH
+    store: WorkerStore,
+    *,
+    visibility_timeout: int = VISIBILITY_TIMEOUT,
+    batch: int = BATCH,
+    stop: threading.Event | None = None,
 ) -> list[Outcome]:
-    """Receive up to ``batch`` messages and process each; returns their outcomes."""
+    """Receive up to ``batch`` messages and process each; returns their outcomes.
+
+    When ``stop`` is set meanwhile, the messages not yet started are made visible again at
+    once, for the other instances, instead of after their visibility timeout.
+    """
     store.ensure()
     outcomes = []
-    for message in store.queue.receive_messages(
-        messages_per_page=batch, visibility_timeout=visibility_timeout, max_messages=batch
-    ):
+    received = list(
+        store.queue.receive_messages(
+            messages_per_page=batch, visibility_timeout=visibility_timeout, max_messages=batch
+        )
+    )
+    for index, message in enumerate(received):
+        if stop is not None and stop.is_set():
+            for left in received[index:]:
+                with contextlib.suppress(AzureError):
+                    store.queue.update_message(left, visibility_timeout=0)
+            log("worker.released", messages=len(received) - index)
+            break
         try:
             outcomes.append(process_message(store, message))
         except Exception as exc:
@@ -289,7 +310,7 @@ def work(stop: threading.Event, *, store: WorkerStore | None = None) -> None:
                 if current is None or current.connection_string != conn:
                     current = WorkerStore(conn)
             assert current is not None
-            busy = bool(drain_once(current))
+            busy = bool(drain_once(current, stop=stop))
             wait = 0.05 if busy else min(IDLE_WAIT_MAX, wait * 2)
         except AzureError as exc:
             log("worker.storage_unavailable", error=type(exc).__name__, detail=str(exc)[:200])
@@ -303,17 +324,26 @@ def work(stop: threading.Event, *, store: WorkerStore | None = None) -> None:
 class Worker(RoleEntryPoint):
     """The role entry point (``python -m cumulo.sdk.run worker:Worker``)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished = threading.Event()
+
     def on_start(self) -> bool:
         instance = os.environ.get("CUMULO_ROLE_INSTANCE_ID", "local")
         log("worker.started", instance=instance)
         return True
 
     def run(self) -> None:
-        work(self.stop_requested)
-        log("worker.stopped")
+        try:
+            work(self.stop_requested)
+        finally:
+            log("worker.stopped")
+            self.finished.set()
 
     def on_stop(self) -> None:
+        """Stop taking messages and let the one in hand finish (the process ends after this)."""
         self.stop_requested.set()
+        self.finished.wait(STOP_WAIT)
 
 
 def main() -> int:

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -369,3 +370,46 @@ def test_the_worker_role_as_a_real_process(
     assert re.search(r"^worker\.started ", output, re.M)
     assert re.search(r"^thumbnail\.made ", output, re.M)
     assert re.search(r"^worker\.stopped", output, re.M)
+
+
+def test_a_stopping_worker_hands_back_the_messages_it_did_not_start(
+    web: WebServer, worker_store: worker.WorkerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b", "c"):
+        assert sign(web, name, pic=picture(size=(40, 40))).status_code == 303
+    stop = threading.Event()
+    real = worker.process_message
+
+    def then_stop(store: worker.WorkerStore, message: Any) -> worker.Outcome:
+        outcome = real(store, message)
+        stop.set()  # the instance is asked to stop while it holds three messages
+        return outcome
+
+    monkeypatch.setattr(worker, "process_message", then_stop)
+    outcomes = worker.drain_once(worker_store, stop=stop)
+    assert [o.status for o in outcomes] == ["made"]
+    assert len(queued(worker_store)) == 2  # visible again at once, not after 30 s
+
+
+def test_on_stop_lets_the_run_loop_finish(
+    web: WebServer, storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's lifecycle: run() works until OnStop, which returns once run() has finished."""
+    monkeypatch.delenv("CUMULO_AGENT_SOCKET", raising=False)
+    monkeypatch.setenv("STORAGE_CONNECTION_STRING", storage.connection_string)
+    role = worker.Worker()
+    assert role.on_start()
+    thread = threading.Thread(target=role.run)
+    thread.start()
+    try:
+        assert sign(web, pic=picture()).status_code == 303
+        store = worker.WorkerStore(storage.connection_string)
+        deadline = time.monotonic() + 10
+        while entities(store)[0]["ThumbnailState"] != "done":
+            assert time.monotonic() < deadline, "run() made no thumbnail"
+            time.sleep(0.05)
+    finally:
+        role.on_stop()
+    assert role.finished.is_set()
+    thread.join(5)
+    assert not thread.is_alive()
