@@ -135,6 +135,8 @@ class Controller:
             h.name: HostView(h.name, h.fault_domain, None) for h in hosts
         }
         self.ledger: dict[str, RoleVersion] = {}
+        self.raw: dict[str, dict[str, dict[str, Any]]] = {}
+        """host -> instance key -> the host's observed record (as reported)."""
         self.pending: dict[str, tuple[float | None, float]] = {}
         """key -> (the instance's ``since`` when the change was asked, when it was asked)."""
         self.lb_applied: dict[str, ServiceRoutes] = {}
@@ -143,6 +145,10 @@ class Controller:
         self.instance_ops: dict[str, str] = {}
         """operation id -> instance key, for reboot/reimage/rebuild in flight."""
         self._models: dict[tuple[str, str], Service] = {}
+        self.host_events: dict[str, tuple[int, int]] = {}
+        """host -> (its process generation, the last event seq taken into the store)."""
+        self.topology: dict[str, Any] = {}
+        """deployment id -> the topology last pushed to its hosts."""
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.errors = 0
@@ -199,6 +205,7 @@ class Controller:
         failed = False
         records, desired = self._desired()
         await self._observe()
+        await self._ingest_host_events(records)
         now = self.clock.wall()
         observed = self._observed_for_reconcile(desired, now)
         plan = reconcile(desired, observed, now=now, settings=self.settings.reconcile)
@@ -211,6 +218,10 @@ class Controller:
             failed = True
             self.log.warning("apply.failed", error=exc.message)
         try:
+            await self._push_topologies(desired)
+        except CumuloError as exc:
+            self.log.warning("topology.failed", error=exc.message)
+        try:
             records, _ = self._desired()
             await self._operations(records, plan, now)
         except CumuloError as exc:
@@ -222,6 +233,88 @@ class Controller:
             return min(self.settings.backoff_cap, delay)
         self.errors = 0
         return plan.requeue_after or self.settings.idle_interval
+
+    # -- host events and topology ----------------------------------------------------------
+
+    async def _ingest_host_events(self, records: dict[str, DeploymentRecord]) -> None:
+        """Copy the hosts' instance events into the services' event history."""
+        for name, host in self.hosts.items():
+            generation = getattr(host, "generation", 0)
+            seen_generation, since = self.host_events.get(name, (generation, 0))
+            if seen_generation != generation:
+                since = 0
+            try:
+                events = await host.events(since)
+            except CumuloError:
+                continue
+            for event in events:
+                since = max(since, int(event.get("seq", 0)))
+                dep_id, _, instance = str(event.get("key", "")).partition("/")
+                record = records.get(dep_id)
+                if record is None:
+                    continue
+                fields = {
+                    k: v for k, v in event.items() if k not in ("seq", "time", "event", "key")
+                }
+                fields.update(instance=instance, host=name)
+                with contextlib.suppress(CumuloError):
+                    self.store.append_event(
+                        record.service,
+                        str(event.get("event", "instance.event")),
+                        slot=record.slot,
+                        deployment_id=dep_id,
+                        fields=fields,
+                    )
+            self.host_events[name] = (generation, since)
+
+    def _topology_of(self, dep: DesiredDeployment) -> dict[str, Any]:
+        roles: dict[str, list[dict[str, Any]]] = {r.name: [] for r in dep.roles}
+        for view in self.views.values():
+            for inst in view.instances:
+                if inst.deployment_id != dep.id or inst.status == STOPPED:
+                    continue
+                if inst.role not in roles:
+                    continue
+                endpoints = {
+                    e["name"]: {
+                        "protocol": e.get("protocol"),
+                        "address": e.get("address"),
+                        "port": e.get("local_port"),
+                    }
+                    for e in self.raw.get(view.name, {}).get(inst.key, {}).get("endpoints", [])
+                    if e.get("kind") == "internal"
+                }
+                roles[inst.role].append(
+                    {
+                        "id": inst.instance_id,
+                        "role": inst.role,
+                        "update_domain": inst.update_domain,
+                        "fault_domain": inst.fault_domain,
+                        "endpoints": endpoints,
+                    }
+                )
+        for items in roles.values():
+            items.sort(key=lambda i: str(i["id"]))
+        return roles
+
+    async def _push_topologies(self, desired: Desired) -> None:
+        """Tell every instance of a deployment whose roles have internal endpoints about the
+        deployment's instances, whenever that set changes (Azure's topology change)."""
+        for dep in desired.deployments:
+            if not any(r.has_internal_endpoints for r in dep.roles):
+                continue
+            topology = self._topology_of(dep)
+            if self.topology.get(dep.id) == topology:
+                continue
+            hosts = {
+                v.name
+                for v in self.views.values()
+                for i in v.instances
+                if i.deployment_id == dep.id
+            }
+            for name in sorted(hosts):
+                await self.hosts[name].push_topology(dep.id, topology)
+            self.topology[dep.id] = topology
 
     # -- desired -------------------------------------------------------------------------------
 
@@ -249,6 +342,10 @@ class Controller:
         except CumuloError as exc:
             self.log.warning("host.unreachable", host=host.name, error=exc.message)
             return
+        self.raw[host.name] = {
+            str(i.get("key") or f"{i.get('deployment_id')}/{i.get('instance_id')}"): i
+            for i in instances
+        }
         view = host_view(
             host.name,
             host.fault_domain,

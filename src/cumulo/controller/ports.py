@@ -23,6 +23,8 @@ Load balancer (one per service; the route table holds one service's two VIPs)::
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,6 +54,7 @@ class HostAgentPort(Protocol):
     async def instance_action(self, deployment_id: str, instance_id: str, action: str) -> None: ...
     async def push_topology(self, deployment_id: str, roles: Mapping[str, Any]) -> None: ...
     async def logs(self, deployment_id: str, instance_id: str, name: str, tail: int) -> str: ...
+    async def events(self, since: int) -> list[dict[str, Any]]: ...
 
 
 class LoadBalancerPort(Protocol):
@@ -190,10 +193,14 @@ class _Http:
     async def close(self) -> None:
         await self.client.aclose()
 
+    generation: int = 0
+    """Raised by ``set_url``: a new process whose event numbers start again."""
+
     async def set_url(self, url: str) -> None:
         """Talk to ``url`` from now on (a restarted process listens on a new port)."""
         old = self.client
         self.url = url
+        self.generation += 1
         self.__post_init__()
         await old.aclose()
 
@@ -224,6 +231,17 @@ class HostAgentHttp(_Http):
 
     async def push_topology(self, deployment_id: str, roles: Mapping[str, Any]) -> None:
         await self.call("PUT", f"/v1/deployments/{deployment_id}/topology", json={"roles": roles})
+
+    async def events(self, since: int) -> list[dict[str, Any]]:
+        """The host's events after ``since`` (its ``GET /v1/events`` NDJSON)."""
+        text = await self.text("/v1/events", params={"since": since})
+        out = []
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                item = json.loads(line)
+                if isinstance(item, dict):
+                    out.append(item)
+        return out
 
     async def logs(self, deployment_id: str, instance_id: str, name: str, tail: int) -> str:
         return await self.text(

@@ -31,6 +31,15 @@ class FakeHost:
         self.instances: dict[str, dict[str, Any]] = {}
         self.down = False
         self.history: list[tuple[str, str]] = []
+        self.topologies: list[tuple[str, Mapping[str, Any]]] = []
+
+    async def events(self, since: int) -> list[dict[str, Any]]:
+        self._check()
+        return [
+            {"seq": n + 1, "time": 0.0, "event": f"instance.{what}", "key": key}
+            for n, (what, key) in enumerate(self.history)
+            if n + 1 > since
+        ]
 
     def _check(self) -> None:
         if self.down:
@@ -59,7 +68,8 @@ class FakeHost:
                         {
                             "name": e.name,
                             "kind": e.kind,
-                            "address": "127.0.9.1",
+                            "protocol": e.protocol,
+                            "address": f"127.0.9.{spec.instance_id[-1]}",
                             "local_port": 30000,
                         }
                         for e in spec.endpoints
@@ -118,7 +128,7 @@ class FakeHost:
         self.history.append((action, f"{deployment_id}/{instance_id}"))
 
     async def push_topology(self, deployment_id: str, roles: Mapping[str, Any]) -> None:
-        return None
+        self.topologies.append((deployment_id, roles))
 
 
 class Rig:
@@ -268,3 +278,77 @@ def test_swap_then_routes_follow(rig: Rig) -> None:
     routes = rig.controller.lb_applied["tiny"]
     assert routes.staging is None and routes.production is not None
     assert [b.instance_id for b in routes.production.endpoints[0].backends] == ["Worker_IN_0"]
+
+
+def test_host_events_reach_the_service_history(rig: Rig) -> None:
+    dep = deploy(rig, 2)
+    rig.ticks(2)
+    events = [(e.name, e.fields.get("instance")) for e in rig.store.list_events("tiny")]
+    assert ("instance.started", "Worker_IN_0") in events
+    assert ("instance.started", "Worker_IN_1") in events
+    started = [e for e in rig.store.list_events("tiny") if e.name == "instance.started"]
+    assert len(started) == 2, "each host event is taken once"
+    assert {e.deployment_id for e in started} == {dep}
+
+
+def test_roles_with_internal_endpoints_hear_the_topology(rig: Rig) -> None:
+    from cumulo.package.build import build_package
+
+    from ..api import conftest as api_conftest  # type: ignore[import-not-found]
+
+    src = rig.tmp / "internal"
+    (src / "Worker").mkdir(parents=True)
+    csdef = api_conftest.CSDEF.replace(
+        '<InputEndpoint name="Tcp" protocol="tcp" port="9000" />',
+        '<InputEndpoint name="Tcp" protocol="tcp" port="9000" />\n'
+        '      <InternalEndpoint name="Peer" protocol="tcp" port="7000" />',
+    )
+    (src / "ServiceDefinition.csdef").write_text(csdef)
+    (src / "ServiceConfiguration.cscfg").write_text(cscfg(2))
+    (src / "Worker" / "worker.py").write_text("print('hi')\n")
+    build_package(src, rig.tmp / "internal.cspkg")
+    rig.m.create_service("tiny")
+    digest = rig.m.upload_package((rig.tmp / "internal.cspkg").read_bytes()).digest
+    op = rig.m.create_deployment(
+        "tiny", "production", package_digest=digest, configuration=cscfg(2)
+    )
+    assert rig.until_done(op.id) == "Succeeded"
+    rig.ticks(2)
+    last = rig.hosts[0].topologies[-1][1]
+    assert [i["id"] for i in last["Worker"]] == ["Worker_IN_0", "Worker_IN_1"]
+    assert last["Worker"][1]["endpoints"] == {
+        "Peer": {"protocol": "tcp", "address": "127.0.9.1", "port": 30000}
+    }
+    pushes = len(rig.hosts[0].topologies)
+    rig.ticks(3)
+    assert len(rig.hosts[0].topologies) == pushes, "pushed only when it changes"
+    op = rig.m.scale("tiny", "production", "Worker", 3)
+    assert rig.until_done(op.id) == "Succeeded"
+    rig.ticks(2)
+    assert [i["id"] for i in rig.hosts[1].topologies[-1][1]["Worker"]] == [
+        "Worker_IN_0",
+        "Worker_IN_1",
+        "Worker_IN_2",
+    ]
+
+
+def test_a_manual_walk_then_rollback(rig: Rig) -> None:
+    dep = deploy(rig, 4)
+    digest2 = rig.m.upload_package(build(rig.tmp, "2")).digest
+    op = rig.m.upgrade("tiny", "production", package_digest=digest2, mode="manual")
+    assert rig.until_done(op.id) == "Succeeded"  # Manual: accepted is done
+    rig.ticks(3)
+    assert not [e for h in rig.hosts for e in h.history if e[0] == "recycled"]
+    walk = rig.m.walk("tiny", "production", 0)
+    assert rig.until_done(walk.id) == "Succeeded"
+    recycled = sorted(e[1] for h in rig.hosts for e in h.history if e[0] == "recycled")
+    assert recycled == [f"{dep}/Worker_IN_0"]  # 4 instances over 5 update domains
+    back = rig.m.rollback("tiny", "production")
+    assert rig.until_done(back.id) == "Succeeded"
+    again = sorted(e[1] for h in rig.hosts for e in h.history if e[0] == "recycled")
+    assert again == sorted(recycled * 2), "only the updated instances go back"
+    for h in rig.hosts:
+        for inst in h.instances.values():
+            assert (
+                Path(inst["spec"].approot_source, "worker.py").read_text() == "print('version 1')\n"
+            )
