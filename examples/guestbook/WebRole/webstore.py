@@ -44,8 +44,11 @@ RETRY_BACKOFF = 0.5
 def client_options() -> dict[str, Any]:
     """Keyword arguments for the blob and queue clients (a fresh retry policy per client)."""
     return {
+        # (typed as int seconds, used as float ones)
         "retry_policy": LinearRetry(
-            backoff=RETRY_BACKOFF, retry_total=RETRY_TOTAL, random_jitter_range=0.2
+            backoff=RETRY_BACKOFF,  # type: ignore[arg-type]
+            retry_total=RETRY_TOTAL,
+            random_jitter_range=0.2,  # type: ignore[arg-type]
         ),
         "connection_timeout": 5,
         "read_timeout": 30,
@@ -69,13 +72,12 @@ _from_role: str | None = None
 def connection_string() -> str:
     """The storage connection string this instance should use now (see the module docstring)."""
     global _from_role
-    try:
-        from cumulo.sdk import RoleEnvironment
-    except ImportError:
-        RoleEnvironment = None  # outside cumulo the SDK is not there
-    if RoleEnvironment is not None and os.environ.get("CUMULO_AGENT_SOCKET"):
-        if RoleEnvironment.is_available:
-            _from_role = RoleEnvironment.get_configuration_setting_value(SETTING)
+    role_environment: Any = None
+    with contextlib.suppress(ImportError):  # outside cumulo the SDK is not there
+        from cumulo.sdk import RoleEnvironment as role_environment
+    if role_environment is not None and os.environ.get("CUMULO_AGENT_SOCKET"):
+        if role_environment.is_available:
+            _from_role = role_environment.get_configuration_setting_value(SETTING)
             return _from_role
         if _from_role is not None:  # the agent is restarting: keep the last value it gave
             return _from_role

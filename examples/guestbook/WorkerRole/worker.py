@@ -78,8 +78,11 @@ RETRY_BACKOFF = 0.5
 def client_options() -> dict[str, Any]:
     """Keyword arguments for the blob and queue clients (a fresh retry policy per client)."""
     return {
+        # (typed as int seconds, used as float ones)
         "retry_policy": LinearRetry(
-            backoff=RETRY_BACKOFF, retry_total=RETRY_TOTAL, random_jitter_range=0.2
+            backoff=RETRY_BACKOFF,  # type: ignore[arg-type]
+            retry_total=RETRY_TOTAL,
+            random_jitter_range=0.2,  # type: ignore[arg-type]
         ),
         "connection_timeout": 5,
         "read_timeout": 30,
