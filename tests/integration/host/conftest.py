@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 FAST = HostSettings(
     restart=RestartPolicy(base=0.1, cap=0.8, jitter=0.0, reset_after=30.0, cycling_after=3),
-    heartbeat=HeartbeatSettings(interval_s=0.2, timeout_s=1.0),
+    heartbeat=HeartbeatSettings(interval_s=0.2, timeout_s=3.0),
     probes=ProbeSettings(scale=1.0),
     logs=LogSettings(check_interval_s=0.2),
     drain_s=0.0,

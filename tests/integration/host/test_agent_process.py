@@ -64,7 +64,7 @@ class Agent:
                 "--heartbeat-interval",
                 "0.2",
                 "--heartbeat-timeout",
-                "2",
+                "3",
                 "--backoff-base",
                 "0.1",
                 "--backoff-cap",
@@ -218,7 +218,7 @@ def test_kill_9_of_the_agent_then_restart_adopts_the_instances(
     events = agent.call("GET", "/v1/events?since=0").text
     assert '"instance.adopted"' in events
     # the SDK reconnects; heartbeats flow again (no UnresponsiveRole for a healthy role)
-    time.sleep(2.5)
+    time.sleep(3.5)
     current = agent.instances()[0]
     assert current["state"] == "ReadyRole" and current["pid"] == pid
     assert '"sdk.connected"' in agent.call("GET", "/v1/events?since=0").text

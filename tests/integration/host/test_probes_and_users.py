@@ -37,7 +37,7 @@ def test_custom_http_probe_routes_and_recycles(
         source,
         "Web",
         endpoints=(EndpointSpec("Http", "input", "http", 80, "*", probe="health"),),
-        probes=(ProbeSpec("health", "http", path="/health", interval_s=0.1, timeout_s=0.5),),
+        probes=(ProbeSpec("health", "http", path="/health", interval_s=0.3, timeout_s=1.5),),
         site=SiteSpec("Web", "wsgi", "app:app"),
         environment=(EnvVarSpec("FLAGS", str(flags)),),
     )
@@ -52,7 +52,7 @@ def test_custom_http_probe_routes_and_recycles(
             await wait_for(lambda: state_is(agent, s.key, "ReadyRole") and routable())
             pid = observed(agent, s.key)["pid"]
             (flags / "sick").write_text("")
-            await wait_for(lambda: not routable(), 5, "the endpoint to leave rotation")
+            await wait_for(lambda: not routable(), 10, "the endpoint to leave rotation")
             assert observed(agent, s.key)["state"] == "ReadyRole"  # readiness does not restart
             assert any(e["event"] == "probe.failed" for e in agent.events)
             # still failing after 2 x timeout: hung -> UnresponsiveRole -> recycled
