@@ -386,3 +386,73 @@ def test_cumulo_run_deploys_prints_the_url_and_tears_down(tmp_path: Path) -> Non
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+WORKER_CSDEF = """<?xml version="1.0" encoding="utf-8"?>
+<ServiceDefinition name="disks" xmlns="http://schemas.microsoft.com/ServiceHosting/2008/10/ServiceDefinition">
+  <WorkerRole name="Worker" vmsize="Small">
+    <LocalResources>
+      <LocalStorage name="Data" sizeInMB="10" cleanOnRoleRecycle="false" />
+    </LocalResources>
+    <Runtime executionContext="elevated">
+      <Environment>
+        <Variable name="DATA">
+          <RoleInstanceValue xpath="{data_xpath}" />
+        </Variable>
+      </Environment>
+      <EntryPoint>
+        <ProgramEntryPoint commandLine="python worker.py" setReadyOnProcessStart="true" />
+      </EntryPoint>
+    </Runtime>
+  </WorkerRole>
+</ServiceDefinition>
+"""
+
+WORKER_CSDEF = WORKER_CSDEF.replace(
+    "{data_xpath}",
+    "/RoleEnvironment/CurrentInstance/LocalResources/LocalResource[@name='Data']/@path",
+)
+
+WORKER_CSCFG = """<?xml version="1.0" encoding="utf-8"?>
+<ServiceConfiguration serviceName="disks" xmlns="http://schemas.microsoft.com/ServiceHosting/2008/10/ServiceConfiguration">
+  <Role name="Worker"><Instances count="1" /></Role>
+</ServiceConfiguration>
+"""
+
+WORKER = """
+import os, time
+with open(os.path.join(os.environ["DATA"], "starts.txt"), "a") as f:
+    f.write("start\\n")
+fresh = not os.path.exists("approot-marker")
+open("approot-marker", "w").close()
+starts = open(os.path.join(os.environ["DATA"], "starts.txt")).read().count("start")
+print(f"starts={starts} fresh_approot={fresh}", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def test_reboot_reimage_rebuild_keep_or_wipe_local_storage(serve: Serve, tmp_path: Path) -> None:
+    src = tmp_path / "disks"
+    (src / "Worker").mkdir(parents=True)
+    (src / "ServiceDefinition.csdef").write_text(WORKER_CSDEF)
+    (src / "ServiceConfiguration.cscfg").write_text(WORKER_CSCFG)
+    (src / "Worker" / "worker.py").write_text(WORKER)
+    out = serve.cli("deploy", "disks", str(src), "--timeout", "90")
+    assert out.returncode == 0, out.stderr + serve.logs()
+    c = serve.client
+
+    def last_line() -> str:
+        text = c.instance_log("disks", "production", "Worker_IN_0", "entry", tail=1)
+        return text.strip().splitlines()[-1] if text.strip() else ""
+
+    assert wait_until(last_line, 30, "the worker's first line") == "starts=1 fresh_approot=True"
+    expected = {
+        "reboot": "starts=2 fresh_approot=False",  # processes restart; disks kept
+        "reimage": "starts=3 fresh_approot=True",  # fresh approot; local storage kept
+        "rebuild": "starts=1 fresh_approot=True",  # everything wiped
+    }
+    for action, line in expected.items():
+        out = serve.cli("instance", action, "disks", "Worker_IN_0", "--timeout", "60")
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda line=line: last_line() == line, 30, f"{action}: {line}")
