@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -423,6 +424,7 @@ def main() -> None:
     parser.add_argument("--big-mb", type=int, default=100)
     parser.add_argument("--durability", default="full", choices=["full", "normal", "off"])
     parser.add_argument("--only", choices=["cumulo", "azurite"], default=None)
+    parser.add_argument("--rounds", type=int, default=1, help="repeat; the median is printed")
     parser.add_argument("--skip", action="append", default=[], help="queue|backlog|blob|table")
     parser.add_argument(
         "--stack", action="store_true", help="only compare HTTP server stacks (canned answers)"
@@ -439,7 +441,7 @@ def main() -> None:
     if args.only != "cumulo" and not AZURITE.exists():
         print(f"(Azurite not found at {AZURITE}; run `npm install --prefix bench/.work azurite`)")
     tmp = Path(tempfile.mkdtemp(prefix="cumulo-storage-bench-"))
-    results: dict[str, dict[str, float]] = {"cumulo": {}, "azurite": {}}
+    samples: dict[str, dict[str, list[float]]] = {"cumulo": {}, "azurite": {}}
     steps: list[tuple[str, Callable[[Target], dict[str, float]]]] = [
         ("queue", queue_workload),
         ("backlog", lambda t: backlog_workload(t, args.backlog, args.drain_seconds)),
@@ -454,24 +456,32 @@ def main() -> None:
                 targets = [x for x in (cum, az) if x is not None]
                 if args.only == "azurite":
                     targets = [x for x in targets if x.name == "azurite"]
-                for step, fn in steps:
-                    if step in args.skip:
-                        continue
-                    for target in targets:
-                        t0 = time.perf_counter()
-                        figures = fn(target)
-                        results[target.name].update(figures)
-                        took = time.perf_counter() - t0
-                        print(f"  {step:8s} {target.name:8s} done in {took:.1f} s")
+                for round_no in range(args.rounds):
+                    order = targets if round_no % 2 == 0 else targets[::-1]
+                    for step, fn in steps:
+                        if step in args.skip:
+                            continue
+                        for target in order:
+                            t0 = time.perf_counter()
+                            for metric, value in fn(target).items():
+                                samples[target.name].setdefault(metric, []).append(value)
+                            took = time.perf_counter() - t0
+                            print(f"  round {round_no + 1} {step:8s} {target.name:8s} {took:.1f} s")
                 for target in targets:
-                    results[target.name]["RSS after run MB"] = target.rss_mb()
+                    samples[target.name]["RSS after run MB"] = [target.rss_mb()]
             finally:
                 if azurite_ctx is not None:
                     azurite_ctx.__exit__(None, None, None)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
+    results = {
+        name: {m: statistics.median(v) for m, v in metrics.items()}
+        for name, metrics in samples.items()
+    }
     print()
+    if args.rounds > 1:
+        print(f"median of {args.rounds} rounds")
     print(f"{'metric':48s} {'cumulo':>10s} {'azurite':>10s} {'ratio':>7s}")
     for metric, value in results["cumulo"].items() or results["azurite"].items():
         other = results["azurite"].get(metric)

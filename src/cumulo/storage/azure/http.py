@@ -73,6 +73,10 @@ class Request:
     body_md5: bytes | None = None
     """MD5 digest of a spooled body, computed while it arrived."""
 
+    def __post_init__(self) -> None:
+        if self.body_file is None:
+            self.body_size = len(self.body)
+
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name, default)
 
