@@ -61,6 +61,8 @@ class HostAgent:
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
         self.ctx: HostContext | None = None
+        self.epoch = round(self.clock.wall(), 3)
+        """When this agent started: event ``seq`` numbers restart with a new epoch."""
 
     # -- lifecycle --------------------------------------------------------------------------
     async def start(self) -> None:
@@ -117,7 +119,14 @@ class HostAgent:
     # -- events -----------------------------------------------------------------------------
     def emit(self, event: str, key: str | None, **fields: Any) -> None:
         self._seq += 1
-        record = {"seq": self._seq, "time": self.clock.wall(), "event": event, "key": key, **fields}
+        record = {
+            "seq": self._seq,
+            "epoch": self.epoch,
+            "time": self.clock.wall(),
+            "event": event,
+            "key": key,
+            **fields,
+        }
         self.events.append(record)
         guest = self.guests.get(key) if key else None
         bound: dict[str, Any] = {"host": self.host_id}

@@ -6,7 +6,8 @@ with ``--token-file``); otherwise 401. Errors are ``application/problem+json``:
 Instance keys are ``<deployment_id>/<instance_id>``; bodies and answers are JSON.
 
 ``GET  /v1/health``
-    ``{"host": "host-0", "version": "0.1.0", "instances": 3}``
+    ``{"host": "host-0", "version": "0.1.0", "instances": 3, "epoch": 1764098912.5}``;
+    ``epoch`` is when this agent process started (event ``seq`` numbers restart with it).
 ``PUT  /v1/instances``
     Body ``{"instances": [InstanceSpec...], "deployment_id": "d1" (optional scope)}``.
     Desired state, idempotent: starts the missing instances, stops the extra ones (all of this
@@ -32,8 +33,9 @@ Instance keys are ``<deployment_id>/<instance_id>``; bodies and answers are JSON
 ``GET  /v1/instances/{deployment_id}/{instance_id}/logs/{name}?tail=200&follow=0``
     ``text/plain``: the last lines of ``entry``, ``site`` or ``task<N>``; ``follow=1`` streams.
 ``GET  /v1/events?since=0&key=<key>&follow=0``
-    ``application/x-ndjson``: ``{"seq", "time", "event", "key", ...fields}`` per line, after
-    ``since``; ``follow=1`` keeps the stream open (heartbeat-free; reconnect with the last seq).
+    ``application/x-ndjson``: ``{"seq", "epoch", "time", "event", "key", ...fields}`` per line,
+    after ``since``; ``follow=1`` keeps the stream open (reconnect with the last seq; a new
+    ``epoch`` means the agent restarted and numbering began again).
 ``PUT  /v1/deployments/{deployment_id}/topology``
     Body ``{"roles": {"Role": [{"id", "role", "update_domain", "fault_domain", "endpoints":
     {"name": {"protocol", "address", "port"}}}]}}`` — every instance of the deployment with its
@@ -102,7 +104,12 @@ def create_app(agent: HostAgent, token: str, *, manage_agent: bool = False) -> S
 
     async def health(request: Request) -> Response:
         return JSONResponse(
-            {"host": agent.host_id, "version": __version__, "instances": len(agent.guests)}
+            {
+                "host": agent.host_id,
+                "version": __version__,
+                "instances": len(agent.guests),
+                "epoch": agent.epoch,
+            }
         )
 
     async def put_instances(request: Request) -> Response:

@@ -620,6 +620,12 @@ class Guest:
                 }
             )
             self.main_kind = "site"
+            if spec.entry_point is not None:
+                self._emit(
+                    "instance.entry_point_ignored",
+                    reason="a web role with a Site runs the hosted site; its ProgramEntryPoint "
+                    "is not started",
+                )
             argv = [self._python(), "-m", "cumulo_sitehost"]
             return self._spawn(argv, env, "site", spec.execution_context), "sdk"
         if spec.entry_point is not None:
