@@ -21,6 +21,7 @@ docs/networking.md::
           "deployment": "d-7f3a",    # optional, informational (shown in metrics and routes)
           "endpoints": {             # InputEndpoints only; internal endpoints never appear here
             "Http": {
+              "kind": "input",       # optional; anything else (e.g. "internal") is refused
               "role": "WebRole1",    # optional, informational
               "publicPort": 80,      # 1-65535, or 0 = any free port (tests); when taken the LB
                                      # walks to the next free port (privileged and refused:
@@ -351,6 +352,13 @@ def _parse_protocol(c: _Checker, raw: Any, path: str, allowed: tuple[str, ...]) 
 
 def _parse_endpoint(c: _Checker, name: str, raw: Any, path: str) -> Endpoint:
     r = c.obj(raw, path)
+    kind = r.get("kind", "input")
+    if kind != "input":
+        c.fail(
+            f"{path}.kind",
+            f"{_show(kind)}: only input endpoints go on a VIP; internal endpoints are reached "
+            "directly between instances and never exposed by the load balancer.",
+        )
     dist = r.get("distribution", "fiveTuple")
     if dist not in DISTRIBUTIONS:
         c.fail(f"{path}.distribution", f"{_show(dist)} is not one of {', '.join(DISTRIBUTIONS)}.")

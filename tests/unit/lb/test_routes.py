@@ -117,3 +117,10 @@ def test_with_routable_marks_one_instance_everywhere() -> None:
     table = with_routable(parse_table(_table()), "Web_IN_1", True)
     assert all(b.routable for b in table.slot("production").endpoints["Http"].backends)
     assert table.version == 4
+
+
+def test_internal_endpoints_are_never_put_on_a_vip() -> None:
+    raw = _table()
+    raw["slots"]["production"]["endpoints"]["Http"]["kind"] = "internal"
+    with pytest.raises(RouteTableError, match="only input endpoints go on a VIP"):
+        parse_table(raw)
