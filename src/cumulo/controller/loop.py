@@ -98,6 +98,9 @@ class LoopSettings:
     backoff_cap: float = 10.0
     operation_timeout: float = 3600.0
     """An operation still in progress after this long fails with ``OperationTimedOut``."""
+    failing_after: float = 120.0
+    """An operation whose instances still crash-loop after this long fails with
+    ``InstancesFailing`` (so a broken deployment does not stay locked)."""
     pending_timeout: float = 120.0
     """A started or recycled instance counts as done after this long even if the host never
     showed a state change (a recycle faster than one observation)."""
@@ -603,7 +606,13 @@ class Controller:
             if op.deployment_id is not None and op.deployment_id in records:
                 dep = self.m.desired_of(records[op.deployment_id])
             result = outcome(
-                op, dep, plan, observed, now=now, timeout=self.settings.operation_timeout
+                op,
+                dep,
+                plan,
+                observed,
+                now=now,
+                timeout=self.settings.operation_timeout,
+                failing_after=self.settings.failing_after,
             )
             if result is not None:
                 self._finish(

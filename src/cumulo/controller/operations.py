@@ -9,7 +9,10 @@ so a controller restarted in the middle of an operation finishes it the same way
   the deployment has converged — no walk, no pending action for it in the plan, and every wanted
   instance Ready (Running) or none left (Suspended).
 - Reboot/reimage/rebuild are finished by the loop when the host agent answers.
-An operation older than ``timeout`` seconds fails with ``OperationTimedOut``.
+An operation older than ``failing_after`` seconds while some of its instances crash-loop
+(``CyclingRole``, ``FailedStartingRole``) fails with ``InstancesFailing`` naming them — the
+deployment stays and its hosts keep retrying, but the deployment is no longer locked. Any
+operation older than ``timeout`` seconds fails with ``OperationTimedOut``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from cumulo.controller.records import STOPPED, DesiredDeployment, Observed, inst
 from cumulo.storage.store.records import OperationRecord, OperationStatus
 
 INSTANCE_KINDS = frozenset({Kind.REBOOT, Kind.REIMAGE, Kind.REBUILD})
+FAILING = frozenset({"CyclingRole", "FailedStartingRole"})
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ def outcome(
     *,
     now: float,
     timeout: float = 3600.0,
+    failing_after: float = 120.0,
 ) -> Outcome | None:
     """The operation's end, or None while it is still in progress."""
     if op.status is not OperationStatus.IN_PROGRESS or op.kind in INSTANCE_KINDS:
@@ -89,6 +94,23 @@ def outcome(
         done = converged(dep, plan, observed)
     if done:
         return Outcome(OperationStatus.SUCCEEDED)
+    if dep is not None and now - op.created_at > failing_after:
+        failing = sorted(
+            {
+                i.instance_id
+                for h in observed.hosts
+                for i in h.instances
+                if i.deployment_id == dep.id and i.status in FAILING
+            }
+        )
+        if failing:
+            return Outcome(
+                OperationStatus.FAILED,
+                500,
+                "InstancesFailing",
+                f"Instances {', '.join(failing)} keep failing to start (see 'cumulo logs'); "
+                "their hosts keep retrying.",
+            )
     if now - op.created_at > timeout:
         return Outcome(
             OperationStatus.FAILED,

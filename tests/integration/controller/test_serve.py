@@ -314,7 +314,8 @@ def test_kill_9_of_the_controller_in_the_middle_of_an_upgrade(serve: Serve, tmp_
     time.sleep(3)  # a few reconcile passes of the new controller
     assert instance_pids(serve.data) == before, "no instance restarted"
 
-    c.wait(c.walk("hello", "production", 1)["id"], timeout=90)
+    out = serve.cli("walk", "hello", "--slot", "production", "--domain", "1", "--timeout", "90")
+    assert out.returncode == 0, out.stderr
     dep = c.get_deployment("hello", "production")
     assert dep["upgrade"] is None and dep["status"] == "Running"
     answers = {get(dep["vips"]["Http"]) for _ in range(20)}
