@@ -258,3 +258,36 @@ def test_memory_limit_is_enforced(tmp_path: Path, data_dir: Path, host_id: str) 
             assert observed(agent, s.key)["limits"] in ("cgroup-v1", "cgroup-v2", "rlimit")
 
     run(body())
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.access("/sys/fs/cgroup/cpu", os.W_OK),
+    reason="cpu cgroups need root",
+)
+def test_cpu_quota_of_the_vmsize_is_enforced(tmp_path: Path, data_dir: Path, host_id: str) -> None:
+    role = write_role(tmp_path / "role", {"spin.py": "while True:\n    pass\n"})
+    s = spec(
+        role,
+        entry_point=ProgramEntryPointSpec("python spin.py"),
+        limits=LimitsSpec("Tiny", 0.2, 256),
+    )
+
+    def cpu_seconds(pid: int) -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def body() -> None:
+        import asyncio
+        import time
+
+        async with running_agent(data_dir, host_id) as agent:
+            await agent.apply([s])
+            await wait_for(lambda: state_is(agent, s.key, "ReadyRole"))
+            pid = observed(agent, s.key)["pid"]
+            start_cpu, start = cpu_seconds(pid), time.monotonic()
+            await asyncio.sleep(1.5)
+            share = (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start)
+            assert share < 0.35, share  # 0.2 of a core, with scheduling slack
+
+    run(body())
