@@ -22,7 +22,7 @@ import binascii
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -311,3 +311,88 @@ def key_equalities(node: Node) -> dict[str, str]:
                 ):
                     found[prop.name] = lit.value
     return found
+
+
+# -- compiled evaluation: the same semantics as ``evaluate``, one closure per node -------------
+
+Predicate = Callable[[Entity], bool]
+
+_FAMILY = {
+    "Edm.String": "str",
+    "Edm.Int32": "num",
+    "Edm.Int64": "num",
+    "Edm.Double": "num",
+    "Edm.Boolean": "bool",
+    "Edm.DateTime": "datetime",
+    "Edm.Guid": "guid",
+    "Edm.Binary": "binary",
+}
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": lambda a, b: bool(a == b),
+    "ne": lambda a, b: bool(a != b),
+    "gt": lambda a, b: bool(a > b),
+    "ge": lambda a, b: bool(a >= b),
+    "lt": lambda a, b: bool(a < b),
+    "le": lambda a, b: bool(a <= b),
+}
+
+
+def _getter(node: Lit | Prop) -> Callable[[Entity], Lit | None]:
+    if isinstance(node, Lit):
+        lit = node
+        return lambda _entity: lit
+    name = node.name
+
+    def get(entity: Entity) -> Lit | None:
+        stored = entity.get(name)
+        if stored is None:
+            return None
+        edm, value = stored
+        if edm == "Edm.String":
+            return Lit("str", value)
+        return family_value(edm, value)
+
+    return get
+
+
+def compile_filter(node: Node) -> Predicate:
+    """A fast predicate equivalent to ``lambda e: evaluate(node, e)``."""
+    if isinstance(node, And):
+        left, right = compile_filter(node.left), compile_filter(node.right)
+        return lambda e: left(e) and right(e)
+    if isinstance(node, Or):
+        left, right = compile_filter(node.left), compile_filter(node.right)
+        return lambda e: left(e) or right(e)
+    if isinstance(node, Not):
+        inner = compile_filter(node.inner)
+        return lambda e: not inner(e)
+    if isinstance(node, (Lit, Prop)):
+        return lambda e: evaluate(node, e)
+    op_name = node.op
+    compare = _OPS[op_name]
+    if isinstance(node.left, Prop) and isinstance(node.right, Lit):
+        # The common shape: Property op literal, with the literal's family known up front.
+        name, lit = node.left.name, node.right
+        family, expected = lit.family, lit.value
+        if family in ("bool", "guid") and op_name not in ("eq", "ne"):
+            return lambda e: False
+        nan_literal = family == "num" and isinstance(expected, float) and math.isnan(expected)
+
+        def prop_vs_literal(entity: Entity) -> bool:
+            stored = entity.get(name)
+            if stored is None or _FAMILY.get(stored[0]) != family:
+                return False
+            edm, value = stored
+            if family != "str":
+                converted = family_value(edm, value)
+                if converted is None:
+                    return False
+                value = converted.value
+            if family == "num" and (
+                nan_literal or (isinstance(value, float) and math.isnan(value))
+            ):
+                return op_name == "ne"
+            return compare(value, expected)
+
+        return prop_vs_literal
+    return lambda e: evaluate(node, e)

@@ -24,7 +24,13 @@ from cumulo.storage.azure.auth import Need
 from cumulo.storage.azure.db import Database
 from cumulo.storage.azure.errors import StorageError
 from cumulo.storage.azure.http import Request, Response
-from cumulo.storage.azure.odata import evaluate, key_equalities, parse_datetime, parse_filter
+from cumulo.storage.azure.odata import (
+    compile_filter,
+    evaluate,
+    key_equalities,
+    parse_datetime,
+    parse_filter,
+)
 from cumulo.storage.azure.queue import policy_from_acl, signed_identifiers
 from cumulo.storage.azure.service_props import ServiceProperties
 
@@ -669,6 +675,7 @@ class TableService:
     def query_entities(self, req: Request, account: str, table: str) -> Response:
         q = req.query
         node = parse_filter(q["$filter"]) if q.get("$filter") else None
+        matches = compile_filter(node) if node is not None else None
         top = _top(q)
         select = _select(q)
         level = _metadata_level(req)
@@ -707,12 +714,12 @@ class TableService:
                     break
                 scanned += 1
                 props = json.loads(props_text)
-                if node is not None:
-                    view = {k: (v[0], v[1]) for k, v in props.items()}
+                if matches is not None:
+                    view = dict(props)
                     view["PartitionKey"] = ("Edm.String", pk)
                     view["RowKey"] = ("Edm.String", rk)
                     view["Timestamp"] = ("Edm.DateTime", ts)
-                    if not evaluate(node, view):
+                    if not matches(view):
                         continue
                 out.append(self._entity_doc(pk, rk, etag, ts, props, level, select))
             cursor, inclusive = (rows[-1][0], rows[-1][1]), False
