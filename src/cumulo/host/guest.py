@@ -991,6 +991,14 @@ class Guest:
         await self._open_channel()
         if process is None:
             self._emit("instance.adopt_failed", pid=main.get("pid"))
+            # its main process ended while no agent watched: end what is left of its group
+            # (a pid the kernel gave to a new process cannot still name an old group)
+            for item in [main, *(record.get("tasks") or [])]:
+                pid = item.get("pid")
+                ticks = spawner.proc_start_ticks(int(pid)) if pid else None
+                if pid and ticks in (None, item.get("ticks")):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(int(pid), signal.SIGKILL)
             return Outcome(
                 Failure(
                     FailureKind.EXITED,

@@ -287,3 +287,46 @@ def test_streams_and_status_command(tmp_path: Path, agent: Agent) -> None:
     )
     assert missing.returncode == 2
     assert "No host agent has run on" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_process_that_died_while_the_agent_was_away(tmp_path: Path, agent: Agent) -> None:
+    source = write_role(
+        tmp_path / "role",
+        {
+            "parent.py": """
+                import subprocess, sys, time
+                child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+                print("child", child.pid, flush=True)
+                while True:
+                    time.sleep(1)
+            """
+        },
+    )
+    worker = spec(source, entry_point=ProgramEntryPointSpec("python parent.py"))
+    agent.start()
+    agent.call("PUT", "/v1/instances", json={"instances": [worker.to_json()]})
+    first = agent.wait(
+        lambda items: (
+            items
+            and items[0]["pid"]
+            and any(x.startswith("child ") for x in items[0]["log_tail"])
+            and items[0]
+        ),
+        what="worker with its child",
+    )
+    child = int(next(x for x in first["log_tail"] if x.startswith("child ")).split()[1])
+    agent.kill9()
+    os.kill(first["pid"], signal.SIGKILL)  # dies while no agent watches
+    agent.start()
+    agent.wait(
+        lambda items: (
+            items[0]["pid"] not in (None, first["pid"]) and items[0]["state"] == "ReadyRole"
+        ),
+        what="restart of the instance whose process died",
+    )
+    deadline = time.monotonic() + 5
+    while pid_alive(child):
+        assert time.monotonic() < deadline, "the orphan of the dead process survived"
+        time.sleep(0.05)
+    events = agent.call("GET", "/v1/events?since=0").text
+    assert '"instance.adopt_failed"' in events
