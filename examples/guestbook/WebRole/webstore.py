@@ -67,25 +67,38 @@ def table_options() -> dict[str, Any]:
 
 
 _from_role: str | None = None
+_source = "default"
 
 
 def connection_string() -> str:
     """The storage connection string this instance should use now (see the module docstring)."""
-    global _from_role
+    global _from_role, _source
     role_environment: Any = None
     with contextlib.suppress(ImportError):  # outside cumulo the SDK is not there
         from cumulo.sdk import RoleEnvironment as role_environment
     if role_environment is not None and os.environ.get("CUMULO_AGENT_SOCKET"):
         if role_environment.is_available:
             _from_role = role_environment.get_configuration_setting_value(SETTING)
+            _source = f"role setting {SETTING}"
             return _from_role
         if _from_role is not None:  # the agent is restarting: keep the last value it gave
             return _from_role
     for var in ENV_VARS:
         value = os.environ.get(var)
         if value:
+            _source = f"environment variable {var}"
             return value
+    _source = "default"
     return DEFAULT_CONNECTION_STRING
+
+
+def describe(conn: str) -> str:
+    """Where a connection string points, without its key (for the log)."""
+    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    if parts.get("UseDevelopmentStorage", "").lower() == "true":
+        return "development storage (127.0.0.1:10000-10002)"
+    where = parts.get("BlobEndpoint") or parts.get("EndpointSuffix") or "?"
+    return f"account {parts.get('AccountName', '?')} at {where}"
 
 
 def log(event: str, **fields: Any) -> None:
@@ -241,6 +254,7 @@ def store_for(conn: str) -> GuestbookStore:
         store = _stores.get(conn)
         if store is None:
             store = _stores[conn] = GuestbookStore(conn)
+            log("guestbook.storage", source=_source, target=describe(conn))
         return store
 
 

@@ -113,6 +113,7 @@ IDLE_WAIT_MAX = 1.0
 """Longest pause between polls of an empty queue (seconds); the pause doubles from 50 ms."""
 
 _from_role: str | None = None
+_source = "default"
 
 
 def log(event: str, **fields: Any) -> None:
@@ -125,18 +126,30 @@ def log(event: str, **fields: Any) -> None:
 
 def connection_string() -> str:
     """The role's StorageConnectionString, else the environment, else development storage."""
-    global _from_role
+    global _from_role, _source
     if RoleEnvironment is not None and os.environ.get("CUMULO_AGENT_SOCKET"):
         if RoleEnvironment.is_available:
             _from_role = RoleEnvironment.get_configuration_setting_value(SETTING)
+            _source = f"role setting {SETTING}"
             return _from_role
         if _from_role is not None:  # the agent is restarting: keep the last value it gave
             return _from_role
     for var in ENV_VARS:
         value = os.environ.get(var)
         if value:
+            _source = f"environment variable {var}"
             return value
+    _source = "default"
     return DEFAULT_CONNECTION_STRING
+
+
+def describe(conn: str) -> str:
+    """Where a connection string points, without its key (for the log)."""
+    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    if parts.get("UseDevelopmentStorage", "").lower() == "true":
+        return "development storage (127.0.0.1:10000-10002)"
+    where = parts.get("BlobEndpoint") or parts.get("EndpointSuffix") or "?"
+    return f"account {parts.get('AccountName', '?')} at {where}"
 
 
 class WorkerStore:
@@ -312,6 +325,7 @@ def work(stop: threading.Event, *, store: WorkerStore | None = None) -> None:
                 conn = connection_string()
                 if current is None or current.connection_string != conn:
                     current = WorkerStore(conn)
+                    log("worker.storage", source=_source, target=describe(conn))
             assert current is not None
             busy = bool(drain_once(current, stop=stop))
             wait = 0.05 if busy else min(IDLE_WAIT_MAX, wait * 2)
