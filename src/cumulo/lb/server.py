@@ -396,9 +396,10 @@ class LoadBalancer:
         return st
 
     def _route_for(self, slot: str, ep: Endpoint) -> EndpointRoute:
+        runtimes = [(b, self._backend_runtime(b)) for b in ep.backends]  # all, for metrics
         eligible = [
-            (b, self._backend_runtime(b))
-            for b in ep.backends
+            (b, rt)
+            for b, rt in runtimes
             if balance.is_eligible(ep, b, self._probe_up(ep.probe, b) if ep.probe else None)
         ]
         return EndpointRoute(
@@ -476,6 +477,16 @@ class LoadBalancer:
             self.listeners.pop(key).close()
             self.log.info("lb.listener.closed", slot=key[1], endpoint=key[2])
         self.in_rotation = rotation
+        # forget backends that left the table and have no open connection (bounded memory)
+        listed = {
+            b.key
+            for st in self.table.slots.values()
+            for ep in st.endpoints.values()
+            for b in ep.backends
+        }
+        for bkey in [k for k, rt in self.backends.items() if not rt.stats.active]:
+            if bkey not in listed and bkey not in rotation:
+                del self.backends[bkey]
         self.drain.update(rotation, self.clock.monotonic(), self.table.drain_timeout)
         return new
 

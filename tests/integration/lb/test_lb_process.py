@@ -382,3 +382,18 @@ def test_a_restarted_lb_pulls_its_routes_from_the_controller(backends, start_lb,
         controller.shutdown()
         controller.server_close()
         thread.join(timeout=10)
+
+
+def test_metrics_show_backends_out_of_rotation_and_forget_removed_ones(
+    backends, start_lb, helpers
+) -> None:
+    a, _ = backends.start("A")
+    b, _ = backends.start("B")
+    lb = start_lb()
+    table = _table(helpers, {"A0": a, "B0": b}, {})
+    table["slots"]["production"]["endpoints"]["Http"]["backends"][1]["routable"] = False
+    lb.put(table)
+    assert lb.metric("cumulo_lb_backend_in_rotation", instance="A0") == 1
+    assert lb.metric("cumulo_lb_backend_in_rotation", instance="B0") == 0
+    lb.put(_table(helpers, {"A0": a}, {}, version=2))
+    assert 'instance="B0"' not in lb.http.get("/metrics").text
