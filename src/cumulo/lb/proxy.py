@@ -137,6 +137,7 @@ class ClientConn(asyncio.Protocol):
         "last",
         "listener",
         "pending",
+        "pending_size",
         "replay",
         "replay_size",
         "route",
@@ -152,6 +153,7 @@ class ClientConn(asyncio.Protocol):
         self.backend_conn: BackendConn | None = None
         self.backend: BackendRuntime | None = None
         self.pending: list[bytes] | None = []
+        self.pending_size = 0
         self.replay: list[bytes] | None = []
         self.replay_size = 0
         self.tried: list[BackendRuntime] | None = None
@@ -191,8 +193,9 @@ class ClientConn(asyncio.Protocol):
             pending = self.pending
             if pending is not None:
                 pending.append(data)
+                self.pending_size += len(data)
                 self._remember(data)
-                if self.replay_size > PENDING_LIMIT:
+                if self.pending_size > PENDING_LIMIT:  # the backend is slow to answer the connect
                     self.transport.pause_reading()
 
     def eof_received(self) -> bool:
@@ -280,6 +283,7 @@ class ClientConn(asyncio.Protocol):
             self._finish()
             return
         self.pending = list(self.replay or [])
+        self.pending_size = self.replay_size
         if self.transport is not None:
             self.transport.resume_reading()
         self._connect_next()
@@ -292,10 +296,11 @@ class ClientConn(asyncio.Protocol):
         self.backend_transport = transport
         self.backend = conn.backend
         pending, self.pending = self.pending, None
+        if self.pending_size > PENDING_LIMIT:
+            self.transport.resume_reading()  # before the write, which may pause it again
+        self.pending_size = 0
         if pending:
             transport.write(b"".join(pending))
-            if self.replay_size <= PENDING_LIMIT:
-                self.transport.resume_reading()
         if self.client_eof and transport.can_write_eof():
             transport.write_eof()
         self.route.connected(self, conn.backend)
