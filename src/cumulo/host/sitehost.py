@@ -23,6 +23,7 @@ import importlib
 import os
 import socket
 import sys
+import threading
 from typing import Any
 
 
@@ -84,6 +85,16 @@ async def serve() -> int:
 
             if RoleEnvironment._connect(entry_point=True):
                 RoleEnvironment._after_stop = lambda: setattr(server, "should_exit", True)
+                loop = asyncio.get_running_loop()
+
+                def loop_alive(args: Any) -> None:
+                    # The heartbeat is answered only once the event loop runs a callback: an
+                    # app that blocks the loop makes the instance UnresponsiveRole.
+                    done = threading.Event()
+                    loop.call_soon_threadsafe(done.set)
+                    done.wait()
+
+                RoleEnvironment.status_check += loop_alive
                 RoleEnvironment._send({"op": "started"})
         except Exception as exc:  # the site runs without the SDK; say so in the log
             print(f"cumulo_sitehost: no agent connection ({exc})", file=sys.stderr, flush=True)

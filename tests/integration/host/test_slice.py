@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -131,5 +132,51 @@ def test_apply_is_scoped_and_changes_settings_in_place(
             assert (await agent.apply([changed], scope="dep2"))["changed"] == [b.key]
             await agent.settle()
             assert observed(agent, b.key)["pid"] == pid_b  # no SDK peer: applied online
+
+    run(body())
+
+
+def test_an_asgi_site_that_blocks_its_loop_is_recycled(
+    tmp_path: Path, data_dir: Path, host_id: str
+) -> None:
+    files = {
+        "blocking.py": """
+            import time
+            async def app(scope, receive, send):
+                if scope["type"] != "http":
+                    return
+                if scope["path"] == "/hang":
+                    time.sleep(3600)  # blocks the event loop
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": b"ok"})
+        """
+    }
+    web = write_role(tmp_path / "web", files)
+    s = spec(
+        web,
+        "Asgi",
+        endpoints=(EndpointSpec("Http", "input", "http", 80, "*"),),
+        site=SiteSpec("Web", "asgi", "blocking:app"),
+    )
+
+    async def body() -> None:
+        async with running_agent(data_dir, host_id) as agent:
+            await agent.apply([s])
+            await wait_for(lambda: state_is(agent, s.key, "ReadyRole"))
+            pid = observed(agent, s.key)["pid"]
+            ep = observed(agent, s.key)["endpoints"][0]
+            async with httpx.AsyncClient() as client:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get(f"http://{ep['address']}:{ep['local_port']}/hang", timeout=0.5)
+            await wait_for(
+                lambda: any(e["event"] == "instance.unresponsive" for e in agent.events), 15
+            )
+            await wait_for(
+                lambda: (
+                    state_is(agent, s.key, "ReadyRole")
+                    and observed(agent, s.key)["pid"] not in (None, pid)
+                ),
+                15,
+            )
 
     run(body())
