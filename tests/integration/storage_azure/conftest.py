@@ -3,7 +3,7 @@
 By default the suite runs against cumulo's service, started as a real process on port 0.
 ``CUMULO_STORAGE_TARGET=azurite`` runs the same tests against Azurite instead (see
 docs/storage.md, "Conformance suite"): the fixture starts ``bench/.work/node_modules/.bin/azurite``
-on 127.0.0.1:10000-10002; tests marked ``cumulo_only`` (durability, cumulo-specific limits) are
+on free ports of 127.0.0.1; tests marked ``cumulo_only`` (durability, cumulo-specific limits) are
 skipped there.
 """
 
@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
         differs = item.get_closest_marker("azurite_differs")
         if differs is not None:
-            item.add_marker(pytest.mark.xfail(reason=f"Azurite: {differs.args[0]}", strict=False))
+            item.add_marker(pytest.mark.xfail(reason=f"Azurite: {differs.args[0]}", strict=True))
 
 
 @dataclass
@@ -137,8 +137,16 @@ class StorageProcess:
             self.log.close()
 
 
-def _wait_port(port: int, deadline: float) -> None:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_port(port: int, deadline: float, proc: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Azurite exited with {proc.returncode} before listening")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
@@ -153,23 +161,21 @@ def storage() -> Iterator[Endpoints]:
     with tempfile.TemporaryDirectory(prefix="cumulo-storage-") as tmp:
         if TARGET == "azurite":
             exe = ROOT / "bench" / ".work" / "node_modules" / ".bin" / "azurite"
+            ports = [_free_port(), _free_port(), _free_port()]
             proc = subprocess.Popen(
                 [
-                    str(exe),
-                    "--silent",
-                    "--disableTelemetry",
-                    "--skipApiVersionCheck",
-                    "--location",
-                    tmp,
+                    *(str(exe), "--silent", "--disableTelemetry", "--skipApiVersionCheck"),
+                    *("--location", tmp, "--blobPort", str(ports[0])),
+                    *("--queuePort", str(ports[1]), "--tablePort", str(ports[2])),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
             try:
                 deadline = time.monotonic() + 30
-                for port in (10000, 10001, 10002):
-                    _wait_port(port, deadline)
-                yield Endpoints("127.0.0.1", 10000, 10001, 10002)
+                for port in ports:
+                    _wait_port(port, deadline, proc)
+                yield Endpoints("127.0.0.1", *ports)
             finally:
                 proc.terminate()
                 proc.wait(timeout=10)

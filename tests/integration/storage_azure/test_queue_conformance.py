@@ -322,15 +322,20 @@ def _raw(
         conn.close()
 
 
-@pytest.mark.azurite_differs("answers a bare 400 without an error code")
+_BARE_400 = pytest.mark.azurite_differs("answers a bare 400 without an error code")
+
+
 @pytest.mark.parametrize(
     "body",
     [
-        b"<QueueMessage><MessageText>unclosed",
-        b"not xml at all",
+        pytest.param(b"<QueueMessage><MessageText>unclosed", marks=_BARE_400),
+        pytest.param(b"not xml at all", marks=_BARE_400),
         b"<Other/>",
-        b"<!DOCTYPE x [<!ENTITY a 'b'>]>"
-        b"<QueueMessage><MessageText>&a;</MessageText></QueueMessage>",
+        pytest.param(
+            b"<!DOCTYPE x [<!ENTITY a 'b'>]>"
+            b"<QueueMessage><MessageText>&a;</MessageText></QueueMessage>",
+            marks=_BARE_400,
+        ),
     ],
 )
 def test_malformed_message_bodies_get_invalid_xml(
@@ -342,12 +347,11 @@ def test_malformed_message_bodies_get_invalid_xml(
     assert queue.get_queue_properties().approximate_message_count == 0
 
 
-@pytest.mark.azurite_differs("answers a bare 400 without an error code")
 @pytest.mark.parametrize(
     ("query", "code"),
     [
-        ("numofmessages=0", "OutOfRangeQueryParameterValue"),
-        ("numofmessages=abc", "InvalidQueryParameterValue"),
+        pytest.param("numofmessages=0", "OutOfRangeQueryParameterValue", marks=_BARE_400),
+        pytest.param("numofmessages=abc", "InvalidQueryParameterValue", marks=_BARE_400),
         ("visibilitytimeout=0", "OutOfRangeQueryParameterValue"),
         ("visibilitytimeout=604801", "OutOfRangeQueryParameterValue"),
     ],
