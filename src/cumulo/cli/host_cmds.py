@@ -128,7 +128,9 @@ def run(
     sock.listen(128)
     bound = sock.getsockname()
     data_dir.mkdir(parents=True, exist_ok=True)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
+    )
     server = uvicorn.Server(config)
 
     async def serve() -> None:

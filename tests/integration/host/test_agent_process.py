@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -330,3 +331,33 @@ def test_a_process_that_died_while_the_agent_was_away(tmp_path: Path, agent: Age
         time.sleep(0.05)
     events = agent.call("GET", "/v1/events?since=0").text
     assert '"instance.adopt_failed"' in events
+
+
+def test_sigterm_ends_the_agent_despite_open_streams(agent: Agent) -> None:
+    import threading
+
+    agent.start()
+    opened = threading.Event()
+
+    def follow() -> None:
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            httpx.stream(
+                "GET",
+                agent.url + "/v1/events?since=0&follow=1",
+                headers={"Authorization": f"Bearer {agent.token}"},
+                timeout=30,
+            ) as r,
+        ):
+            for _ in r.iter_lines():
+                opened.set()
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    assert opened.wait(10)
+    assert agent.proc is not None
+    started = time.monotonic()
+    agent.proc.send_signal(signal.SIGTERM)
+    agent.proc.wait(15)
+    assert time.monotonic() - started < 8
+    reader.join(10)
