@@ -289,6 +289,7 @@ class Guest:
             "last_exit_code": self.history.last_exit_code,
             "quota_exceeded": dict(self.quota_exceeded),
             "local_storage": self.local_storage_mode,
+            "usage": self.limits.value.usage() if self.limits.value is not None else {},
             "log_tail": tail,
         }
 

@@ -70,6 +70,27 @@ class InstanceLimits:
                 os.kill(pid, signal.SIGKILL)
         return len(pids)
 
+    def usage(self) -> dict[str, float]:
+        """What the instance uses now: ``memory_mb`` and ``cpu_seconds`` (cgroups only)."""
+        out: dict[str, float] = {}
+        for d in self.cgroup_dirs:
+            path = Path(d)
+            with contextlib.suppress(OSError, ValueError):
+                if (path / "memory.usage_in_bytes").exists():
+                    used = int((path / "memory.usage_in_bytes").read_text())
+                    out["memory_mb"] = round(used / (1 << 20), 1)
+                elif (path / "memory.current").exists():
+                    out["memory_mb"] = round(
+                        int((path / "memory.current").read_text()) / (1 << 20), 1
+                    )
+                if (path / "cpuacct.usage").exists():
+                    out["cpu_seconds"] = round(int((path / "cpuacct.usage").read_text()) / 1e9, 3)
+                elif (path / "cpu.stat").exists() and self.mode == "cgroup-v2":
+                    for line in (path / "cpu.stat").read_text().splitlines():
+                        if line.startswith("usage_usec "):
+                            out["cpu_seconds"] = round(int(line.split()[1]) / 1e6, 3)
+        return out
+
     def remove(self) -> None:
         for d in self.cgroup_dirs:
             with contextlib.suppress(OSError):
@@ -119,6 +140,11 @@ def create(instance: str, spec: LimitsSpec, *, use_cgroups: bool = True) -> Inst
                 (cpu / "cpu.cfs_period_us").write_text(str(PERIOD_US))
                 (cpu / "cpu.cfs_quota_us").write_text(str(quota))
                 dirs.append(str(cpu))
+            acct = CGROUP_ROOT / "cpuacct" / "cumulo" / name
+            if (CGROUP_ROOT / "cpuacct").resolve() != (CGROUP_ROOT / "cpu").resolve():
+                with contextlib.suppress(OSError):
+                    acct.mkdir(parents=True, exist_ok=True)
+                    dirs.append(str(acct))
             return InstanceLimits(memory, quota, tuple(dirs), "cgroup-v1")
         except OSError as exc:
             _log.warning("limits.cgroup_failed", instance=instance, error=str(exc))

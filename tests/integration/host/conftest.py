@@ -69,7 +69,7 @@ def kill_leftovers(data_dir: Path) -> None:
 
 
 def remove_cgroups(host_id: str) -> None:
-    for controller in ("memory", "cpu", "pids"):
+    for controller in ("memory", "cpu", "cpuacct", "pids"):
         base = Path("/sys/fs/cgroup") / controller / "cumulo"
         for group in base.glob(f"{host_id}.*"):
             with contextlib.suppress(OSError):

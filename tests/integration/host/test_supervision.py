@@ -289,5 +289,7 @@ def test_cpu_quota_of_the_vmsize_is_enforced(tmp_path: Path, data_dir: Path, hos
             await asyncio.sleep(1.5)
             share = (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start)
             assert share < 0.35, share  # 0.2 of a core, with scheduling slack
+            usage = observed(agent, s.key)["usage"]
+            assert 0 < usage["cpu_seconds"] < 2 and 0 < usage["memory_mb"] < 256
 
     run(body())
