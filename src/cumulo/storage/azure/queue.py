@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS queues (
     name TEXT NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
     acl TEXT,
+    msgs INTEGER NOT NULL DEFAULT 0,
     UNIQUE (account, name)
 );
 CREATE TABLE IF NOT EXISTS messages (
@@ -114,6 +115,13 @@ class QueueService:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(queues)")}
+            if "msgs" not in columns:  # a database from before the message counter
+                conn.execute("ALTER TABLE queues ADD COLUMN msgs INTEGER NOT NULL DEFAULT 0")
+                conn.execute(
+                    "UPDATE queues SET msgs = "
+                    "(SELECT count(*) FROM messages WHERE messages.qid = queues.qid)"
+                )
 
     # -- routing -----------------------------------------------------------------------------
 
@@ -226,9 +234,9 @@ class QueueService:
         if row is None:
             check_dns_name("queue", name)
             raise StorageError(404, "QueueNotFound", "The specified queue does not exist.")
-        (count,) = self.db.conn.execute(
-            "SELECT count(*) FROM messages WHERE qid=?", (row[0],)
-        ).fetchone()
+        with self.db.write():
+            self._expire(row[0], self.now())
+        (count,) = self.db.conn.execute("SELECT msgs FROM queues WHERE qid=?", (row[0],)).fetchone()
         headers = [("x-ms-approximate-messages-count", str(count))]
         headers += meta_headers(json.loads(row[1]))
         return Response(200, headers)
@@ -312,6 +320,7 @@ class QueueService:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (qid, msg_id, text, now, expires, visible, pop),
             )
+            conn.execute("UPDATE queues SET msgs = msgs + 1 WHERE qid=?", (qid,))
         body = (
             f"<QueueMessagesList><QueueMessage><MessageId>{msg_id}</MessageId>"
             f"<InsertionTime>{rfc1123(now)}</InsertionTime>"
@@ -323,7 +332,11 @@ class QueueService:
         return _xml_ok(201, body)
 
     def _expire(self, qid: int, now: float) -> None:
-        self.db.conn.execute("DELETE FROM messages WHERE qid=? AND expires<=?", (qid, now))
+        gone = self.db.conn.execute(
+            "DELETE FROM messages WHERE qid=? AND expires<=?", (qid, now)
+        ).rowcount
+        if gone > 0:
+            self.db.conn.execute("UPDATE queues SET msgs = msgs - ? WHERE qid=?", (gone, qid))
 
     def get_messages(self, req: Request, account: str, name: str) -> Response:
         q = req.query
@@ -410,6 +423,7 @@ class QueueService:
             qid = self._qid(account, name)
             row_id = self._find(conn, qid, msg_id, pop, self.now())
             conn.execute("DELETE FROM messages WHERE id=?", (row_id,))
+            conn.execute("UPDATE queues SET msgs = msgs - 1 WHERE qid=?", (qid,))
         return Response(204)
 
     def update_message(self, req: Request, account: str, name: str, msg_id: str) -> Response:
@@ -446,6 +460,7 @@ class QueueService:
         with self.db.write() as conn:
             qid = self._qid(account, name)
             conn.execute("DELETE FROM messages WHERE qid=?", (qid,))
+            conn.execute("UPDATE queues SET msgs = 0 WHERE qid=?", (qid,))
         return Response(204)
 
 
