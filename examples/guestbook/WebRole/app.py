@@ -15,6 +15,7 @@ accepted, 413 for one that is too large, 503 while storage cannot be reached, 50
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -170,7 +171,7 @@ class Guestbook:
         if path == "/static/style.css":
             if not reading:
                 raise self._not_allowed(method)
-            data = (STATIC / "style.css").read_bytes()
+            data = _stylesheet()
             return (
                 200,
                 [
@@ -245,6 +246,11 @@ class Guestbook:
             ("Cache-Control", "public, max-age=86400, immutable"),
         ]
         return 200, headers, chunks
+
+
+@functools.cache
+def _stylesheet() -> bytes:
+    return (STATIC / "style.css").read_bytes()
 
 
 def _html_headers(body: bytes) -> list[tuple[str, str]]:

@@ -413,3 +413,30 @@ def test_on_stop_lets_the_run_loop_finish(
     assert role.finished.is_set()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_an_entry_is_acknowledged_only_with_its_queue_message(
+    storage: Storage, worker_store: worker.WorkerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the thumbnail request cannot be queued, the visitor gets the 503 page and the entry
+    is taken back, so no acknowledged entry waits for a thumbnail that will never come."""
+    from azure.core.exceptions import ServiceRequestError
+
+    guestbook = app.make_app(storage.connection_string)
+    store = guestbook.store()
+
+    def queue_down(*_: object, **__: object) -> None:
+        raise ServiceRequestError("queue endpoint unreachable")
+
+    monkeypatch.setattr(store.queue, "send_message", queue_down)
+    web = WebServer(guestbook)
+    try:
+        response = sign(web, "Ada", pic=picture())
+        assert response.status_code == 503
+        assert "nothing was saved" in response.text
+        assert entities(worker_store) == []
+        monkeypatch.undo()
+        assert sign(web, "Ada", pic=picture()).status_code == 303
+        assert len(entities(worker_store)) == 1 and len(queued(worker_store)) == 1
+    finally:
+        web.stop()
