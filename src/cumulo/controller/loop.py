@@ -134,10 +134,13 @@ class Controller:
         self.settings = settings or LoopSettings()
         self.emulated = emulated
         self.started = self.clock.wall()
+        self._ledger_loaded = False
         self.views: dict[str, HostView] = {
             h.name: HostView(h.name, h.fault_domain, None) for h in hosts
         }
         self.ledger: dict[str, RoleVersion] = {}
+        self.resynced: set[str] = set()
+        """Hosts given their instances' specs once since this controller started."""
         self.raw: dict[str, dict[str, dict[str, Any]]] = {}
         """host -> instance key -> the host's observed record (as reported)."""
         self.pending: dict[str, tuple[float | None, float]] = {}
@@ -207,10 +210,18 @@ class Controller:
         """One pass; returns how long to wait before the next."""
         failed = False
         records, desired = self._desired()
+        if not self._ledger_loaded:
+            self._load_ledger()
+            self._ledger_loaded = True
         await self._observe()
         await self._ingest_host_events(records)
         now = self.clock.wall()
         observed = self._observed_for_reconcile(desired, now)
+        try:
+            await self._resync(records, desired)
+        except CumuloError as exc:
+            failed = True
+            self.log.warning("resync.failed", error=exc.message)
         plan = reconcile(desired, observed, now=now, settings=self.settings.reconcile)
         self.last_plan = plan
         if plan.actions:
@@ -530,19 +541,9 @@ class Controller:
                 wanted[a.instance_id] = (role, a.version, ud)
             elif isinstance(a, StartInstance):
                 wanted[a.instance_id] = (a.role, a.version, a.update_domain)
-        specs = []
-        if record is not None and dep is not None:
-            for iid, (role, version, ud) in sorted(wanted.items()):
-                specs.append(self._spec(record, role, iid, version, ud, host.fault_domain))
-        result = await host.apply(specs, deployment_id=dep_id)
+        stopped = [a.instance_id for a in actions if isinstance(a, StopInstance)]
+        result = await self._put(host, dep_id, record if dep is not None else None, wanted, stopped)
         now = self.clock.wall()
-        for iid, (_, version, _) in wanted.items():
-            self.ledger[_key(dep_id, iid)] = version
-        for a in actions:
-            key = _key(dep_id, a.instance_id)
-            if isinstance(a, StopInstance):
-                self.ledger.pop(key, None)
-                self.pending.pop(key, None)
         for key in [*result.get("started", []), *result.get("recycled", [])]:
             iid = key.split("/", 1)[-1]
             self.pending[key] = (since.get(iid), now)
@@ -567,6 +568,84 @@ class Controller:
                 deployment_id=dep_id,
                 fields={"instance": a.instance_id, "host": host_name, "what": describe(a)},
             )
+
+    async def _put(
+        self,
+        host: HostAgentPort,
+        dep_id: str,
+        record: DeploymentRecord | None,
+        wanted: dict[str, tuple[str, RoleVersion, int]],
+        stopped: list[str],
+    ) -> dict[str, list[str]]:
+        """One scoped ``PUT`` of a deployment's instances on a host. The versions are written
+        to the store first (the intent), so a controller killed mid-way re-sends the same set
+        after its restart (``_resync``); a failed PUT puts the previous versions back."""
+        specs = []
+        if record is not None:
+            for iid, (role, version, ud) in sorted(wanted.items()):
+                specs.append(self._spec(record, role, iid, version, ud, host.fault_domain))
+        changes: dict[str, RoleVersion | None] = {
+            _key(dep_id, iid): version for iid, (_, version, _) in wanted.items()
+        }
+        changes.update({_key(dep_id, iid): None for iid in stopped})
+        before = {key: self.ledger.get(key) for key in changes}
+        self._remember(changes)
+        try:
+            result = await host.apply(specs, deployment_id=dep_id)
+        except CumuloError:
+            self._remember(before)
+            raise
+        for iid in stopped:
+            self.pending.pop(_key(dep_id, iid), None)
+        return result
+
+    def _remember(self, versions: dict[str, RoleVersion | None]) -> None:
+        """Keep instance versions in memory and in the store (``ledger/<key>`` = code.settings)."""
+        items: dict[str, str | None] = {}
+        for key, version in versions.items():
+            if version is None:
+                self.ledger.pop(key, None)
+                items[f"ledger/{key}"] = None
+            else:
+                self.ledger[key] = version
+                items[f"ledger/{key}"] = f"{version.code}.{version.settings}"
+        self.store.set_controller_state(items)
+
+    def _load_ledger(self) -> None:
+        for name, value in self.store.get_controller_state("ledger/").items():
+            code, _, settings = value.partition(".")
+            self.ledger[name.removeprefix("ledger/")] = RoleVersion(code, settings)
+
+    async def _resync(self, records: dict[str, DeploymentRecord], desired: Desired) -> None:
+        """After a (re)start: give each fresh host, per deployment, the specs of the instances
+        it already runs, at the versions the ledger says they were given. Hosts answer
+        ``unchanged`` for all of them unless a previous controller died between writing its
+        intent and sending it; then the host completes that intent."""
+        deps = {d.id: d for d in desired.deployments}
+        for name, view in self.views.items():
+            if name in self.resynced or view.seen_at is None:
+                continue
+            groups: dict[str, dict[str, tuple[str, RoleVersion, int]]] = {}
+            for inst in view.instances:
+                if inst.deployment_id in deps and inst.status != STOPPED:
+                    version = self.ledger.get(inst.key, inst.version)
+                    if version == UNKNOWN_VERSION:
+                        continue
+                    groups.setdefault(inst.deployment_id, {})[inst.instance_id] = (
+                        inst.role,
+                        version,
+                        inst.update_domain,
+                    )
+            for dep_id, wanted in sorted(groups.items()):
+                result = await self._put(self.hosts[name], dep_id, records[dep_id], wanted, [])
+                since = {i.key: i.since for i in view.instances}
+                for key in [*result.get("started", []), *result.get("recycled", [])]:
+                    self.pending[key] = (since.get(key), self.clock.wall())
+                if result.get("recycled") or result.get("started"):
+                    self.log.warning(
+                        "resync.completed_intent", host=name, deployment=dep_id, result=result
+                    )
+            self.resynced.add(name)
 
     def _walk_step(
         self, action: AdvanceWalk | FinishWalk, records: dict[str, DeploymentRecord]

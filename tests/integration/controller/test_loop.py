@@ -352,3 +352,19 @@ def test_a_manual_walk_then_rollback(rig: Rig) -> None:
             assert (
                 Path(inst["spec"].approot_source, "worker.py").read_text() == "print('version 1')\n"
             )
+
+
+def test_a_controller_killed_between_its_intent_and_the_put_completes_it(rig: Rig) -> None:
+    dep = deploy(rig, 2)
+    digest2 = rig.m.upload_package(build(rig.tmp, "2")).digest
+    op = rig.m.upgrade("tiny", "production", package_digest=digest2)
+    record = rig.store.get_deployment("tiny", "production")
+    new = rig.m.desired_of(record).roles[0].version
+    # The dead controller wrote "Worker_IN_0 gets the new version", then died before the PUT.
+    rig.store.set_controller_state({f"ledger/{dep}/Worker_IN_0": f"{new.code}.{new.settings}"})
+    rig.controller = rig.new_controller()
+    rig.ticks(1)
+    assert ("recycled", f"{dep}/Worker_IN_0") in rig.hosts[0].history
+    assert ("recycled", f"{dep}/Worker_IN_1") not in rig.hosts[1].history  # UD 1: not yet
+    assert rig.until_done(op.id) == "Succeeded"
+    assert ("recycled", f"{dep}/Worker_IN_1") in rig.hosts[1].history

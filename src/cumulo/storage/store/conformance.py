@@ -153,6 +153,17 @@ def check_certificates(store: Store) -> None:
     _raises(NotFoundError, lambda: store.delete_certificate("certs", "AB12"), "deleting twice")
 
 
+def check_controller_state(store: Store) -> None:
+    store.set_controller_state({"ledger/d1/Web_IN_0": "a.1", "ledger/d1/Web_IN_1": "a.1", "x": "y"})
+    assert store.get_controller_state("ledger/") == {
+        "ledger/d1/Web_IN_0": "a.1",
+        "ledger/d1/Web_IN_1": "a.1",
+    }
+    store.set_controller_state({"ledger/d1/Web_IN_0": "b.2", "ledger/d1/Web_IN_1": None})
+    assert store.get_controller_state("ledger/") == {"ledger/d1/Web_IN_0": "b.2"}
+    assert store.get_controller_state() == {"ledger/d1/Web_IN_0": "b.2", "x": "y"}
+
+
 def check_durability(store: Store, reopen: Reopen) -> None:
     store.create_service(ServiceRecord("keep"))
     dep = store.create_deployment(_dep("keep", "production"))
@@ -177,4 +188,5 @@ CHECKS: list[Callable[[Store], None]] = [
     check_operations,
     check_events,
     check_certificates,
+    check_controller_state,
 ]

@@ -11,7 +11,8 @@ Semantics every backend keeps:
 - ``swap_slots`` exchanges production and staging in one transaction (staging alone moves to
   production);
 - packages are kept by content digest (``sha256:<hex>``), written once;
-- operations and events survive a restart; events are numbered in order (``seq``).
+- operations and events survive a restart; events are numbered in order (``seq``);
+- controller state is a flat key -> text map; ``None`` deletes; one call is one transaction.
 """
 
 from __future__ import annotations
@@ -96,6 +97,10 @@ class Store(Protocol):
         slot: str | None = None,
         limit: int = 1000,
     ) -> Sequence[EventRecord]: ...
+
+    # the controller's own small state (e.g. which spec version each instance was given)
+    def get_controller_state(self, prefix: str = "") -> dict[str, str]: ...
+    def set_controller_state(self, items: Mapping[str, str | None]) -> None: ...
 
     # certificates
     def put_certificate(self, certificate: CertificateRecord) -> CertificateRecord: ...

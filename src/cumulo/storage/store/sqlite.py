@@ -90,6 +90,10 @@ CREATE TABLE IF NOT EXISTS events (
     fields TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_service ON events(service, seq);
+CREATE TABLE IF NOT EXISTS controller_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS certificates (
     service TEXT NOT NULL,
     thumbprint TEXT NOT NULL,
@@ -564,6 +568,26 @@ class SqliteStore:
             )
             for r in rows
         ]
+
+    # -- controller state ----------------------------------------------------------------------
+
+    def get_controller_state(self, prefix: str = "") -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM controller_state WHERE substr(key, 1, ?) = ?",
+                (len(prefix), prefix),
+            ).fetchall()
+        return {r["key"]: r["value"] for r in rows}
+
+    def set_controller_state(self, items: Mapping[str, str | None]) -> None:
+        with self._tx() as db:
+            for key, value in items.items():
+                if value is None:
+                    db.execute("DELETE FROM controller_state WHERE key = ?", (key,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO controller_state VALUES (?, ?)", (key, value)
+                    )
 
     # -- certificates --------------------------------------------------------------------------
 
