@@ -145,6 +145,8 @@ def serve_gunicorn() -> int:
                 "proc_name": "cumulo-site",
                 "worker_tmp_dir": os.environ.get("TMPDIR") or None,
             }
+            if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1: no gunicornc
+                settings["control_socket_disable"] = True
             for key, value in settings.items():
                 self.cfg.set(key, value)
 
