@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from entries import MESSAGE_MAX, NAME_MAX, PICTURE_MAX
@@ -17,6 +17,10 @@ class EntryView(Protocol):
     picture: str | None
     thumbnail: str | None
     thumbnail_state: str
+
+
+REFRESH_WINDOW = timedelta(minutes=2)
+"""The page refreshes itself while an entry younger than this waits for its thumbnail."""
 
 
 def _e(value: object) -> str:
@@ -82,6 +86,7 @@ def index_page(
     instance: str,
     error: str | None = None,
     values: Mapping[str, str] | None = None,
+    now: datetime | None = None,
 ) -> bytes:
     """The guestbook: the form (with an error and the visitor's values kept) and the entries."""
     items = list(entries)
@@ -91,7 +96,17 @@ def index_page(
         if items
         else '<p class="empty">No entries yet. Be the first to sign!</p>'
     )
-    pending = any(e.picture and not e.thumbnail and e.thumbnail_state == "pending" for e in items)
+    # Refresh while a recent thumbnail is on its way; an old pending one (its request was never
+    # queued, e.g. the instance died while signing) must not make the page refresh for ever.
+    clock = now or datetime.now(UTC)
+    pending = any(
+        e.picture
+        and not e.thumbnail
+        and e.thumbnail_state == "pending"
+        and e.created is not None
+        and clock - e.created < REFRESH_WINDOW
+        for e in items
+    )
     return _layout(
         "Guestbook",
         f"{banner}{_form(values or {})}\n<section><h2>Entries</h2>\n{listing}</section>",

@@ -230,6 +230,10 @@ class GuestbookStore:
         return downloader.size, downloader.chunks()
 
 
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 def _entry(entity: Any) -> Entry:
     created = entity.get("CreatedAt")
     return Entry(
@@ -237,7 +241,7 @@ def _entry(entity: Any) -> Entry:
         row=str(entity["RowKey"]),
         name=str(entity.get("Name", "")),
         message=str(entity.get("Message", "")),
-        created=created if isinstance(created, datetime) else None,
+        created=_aware(created) if isinstance(created, datetime) else None,
         picture=entity.get("PictureBlob") or None,
         thumbnail=entity.get("ThumbnailBlob") or None,
         thumbnail_state=str(entity.get("ThumbnailState", "none")),
