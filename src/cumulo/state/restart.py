@@ -150,7 +150,7 @@ def next_action(
         state = InstanceState.RESTARTING
         reason = REASON_BACKOFF.format(n=consecutive, delay=delay, next=consecutive + 1)
     if failure.detail:
-        reason = f"{failure.detail}; {reason}"
+        reason = f"{failure.detail.rstrip('.')}; {reason}"
     new = RestartHistory(
         consecutive=consecutive,
         total=history.total + 1,

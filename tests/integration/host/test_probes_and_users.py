@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,5 +121,34 @@ def test_data_dir_behind_a_private_parent_is_a_clear_status(tmp_path: Path, host
             )
             assert "cannot be reached by the user 'cumulo-role' of limited roles" in o["detail"]
             assert "is not traversable by others" in o["detail"]
+
+    run(body())
+
+
+def test_bad_inputs_show_as_sentences(tmp_path: Path, data_dir: Path, host_id: str) -> None:
+    from cumulo.state.spec import EnvVarSpec
+
+    source = write_role(tmp_path / "role", {"w.py": "print('never')\n"})
+    xp = "/RoleEnvironment/CurrentInstance/Endpoints/Endpoint[@name='Nope']/@port"
+    bad_xpath = spec(
+        source,
+        entry_point=ProgramEntryPointSpec("python w.py"),
+        environment=(EnvVarSpec("PORT", xpath=xp),),
+    )
+    no_source = spec(tmp_path / "missing", "Gone", entry_point=ProgramEntryPointSpec("python w.py"))
+
+    async def body() -> None:
+        async with running_agent(data_dir, host_id) as agent:
+            await agent.apply([bad_xpath, no_source])
+
+            def failed(key: str) -> Any:
+                o = observed(agent, key)
+                return o["state"] == "FailedStartingRole" and o
+
+            a = await wait_for(lambda: failed(bad_xpath.key), 15)
+            assert "the entry point cannot start" in a["detail"] and "Nope" in a["detail"]
+            b = await wait_for(lambda: failed(no_source.key), 15)
+            assert str(tmp_path / "missing") in b["detail"]
+            assert "the role folder does not exist; crash loop" in b["detail"]
 
     run(body())
