@@ -272,8 +272,23 @@ def test_deploy_swap_scale_config_and_ctrl_c(serve: Serve, tmp_path: Path) -> No
     c.wait(c.change_configuration("hello", "production", cfg)["id"], timeout=90)
     wait_until(lambda: get(prod["vips"]["Http"]) == "version 1 bonjour", 30, "the new setting")
 
-    logs = serve.cli("logs", "hello", "--tail", "5")
-    assert logs.returncode == 0 and logs.stdout.startswith("[Web_IN_0] "), logs.stderr
+    # A manual upgrade to two instances, one domain walked, then rolled back with the CLI.
+    v2 = write_service(tmp_path / "v2", port, "2", count=2)
+    (tmp_path / "two.cscfg").write_text(cfg.replace('count="1"', 'count="2"'))
+    out = serve.cli(
+        "upgrade", "hello", str(v2), "--config", str(tmp_path / "two.cscfg"), "--mode", "manual"
+    )
+    assert out.returncode == 0, out.stderr
+    assert serve.cli("walk", "hello", "--domain", "0").returncode == 0
+    assert c.get_deployment("hello", "production")["upgrade"]["current_domain"] == 1
+    out = serve.cli("rollback", "hello", "--timeout", "60")
+    assert out.returncode == 0, out.stderr
+    assert c.get_deployment("hello", "production")["upgrade"] is None
+    wait_until(
+        lambda: {get(prod["vips"]["Http"]) for _ in range(10)} == {"version 1 bonjour"},
+        30,
+        "version 1 again on every instance",
+    )
 
     events = [e["name"] for e in c.events("hello")]
     assert "swap.done" in events and "operation.succeeded" in events
@@ -448,6 +463,8 @@ def test_reboot_reimage_rebuild_keep_or_wipe_local_storage(serve: Serve, tmp_pat
         return text.strip().splitlines()[-1] if text.strip() else ""
 
     assert wait_until(last_line, 30, "the worker's first line") == "starts=1 fresh_approot=True"
+    logs = serve.cli("logs", "disks", "--tail", "1")
+    assert logs.stdout == "[Worker_IN_0] starts=1 fresh_approot=True\n", logs.stderr
     expected = {
         "reboot": "starts=2 fresh_approot=False",  # processes restart; disks kept
         "reimage": "starts=3 fresh_approot=True",  # fresh approot; local storage kept
