@@ -1,7 +1,7 @@
 """A pure model of a perfect world, for testing ``reconcile`` (kopf's ``testing`` idea).
 
 ``settle(plan, desired, observed, now=...)`` returns the desired and observed state after every
-action of ``plan`` succeeded and every started or recycled instance became Ready. Tests use it to
+action of ``plan`` succeeded and every instance that runs became Ready. Tests use it to
 check that plans converge and that a converged state gives an empty plan.
 """
 
@@ -22,6 +22,7 @@ from cumulo.controller.plan import (
 )
 from cumulo.controller.records import (
     READY,
+    STOPPED,
     Desired,
     DesiredDeployment,
     DesiredRole,
@@ -94,6 +95,12 @@ def settle(
                 dep = deps[action.deployment_id]
                 assert dep.revision == action.revision
                 deps[dep.id] = walks.finish(dep)
+    # A perfect world: every instance that runs comes to be Ready.
+    for name, items in instances.items():
+        instances[name] = [
+            i if i.status in (READY, STOPPED) else replace(i, status=READY, since=now)
+            for i in items
+        ]
     new_hosts = tuple(
         replace(h, seen_at=now if h.seen_at is not None else None, instances=tuple(instances[n]))
         for n, h in hosts.items()
