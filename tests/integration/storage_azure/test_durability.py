@@ -12,7 +12,11 @@ from .conftest import StorageProcess
 pytestmark = pytest.mark.cumulo_only
 
 
-def test_acknowledged_queue_writes_survive_kill_9(storage_process: StorageProcess) -> None:
+@pytest.mark.parametrize("durability", ["full", "normal"])
+def test_acknowledged_queue_writes_survive_kill_9(
+    storage_process: StorageProcess, durability: str
+) -> None:
+    storage_process.args = ("--durability", durability)
     ep = storage_process.start()
     svc = QueueServiceClient.from_connection_string(ep.connection_string())
     q = svc.create_queue("durable")

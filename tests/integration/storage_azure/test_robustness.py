@@ -222,3 +222,31 @@ def test_interrupted_upload_leaves_no_file_and_no_blob(storage_process: StorageP
         time.sleep(0.05)
     with pytest.raises(ResourceNotFoundError):
         c.get_blob_client("half").get_blob_properties()
+
+
+def test_use_development_storage_true_works_unchanged(tmp_path: Path) -> None:
+    """The literal `UseDevelopmentStorage=true` (fixed ports 10000-10002) with all three SDKs."""
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+
+    for port in (10000, 10001, 10002):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                pytest.skip(f"port {port} is in use (another storage service is running)")
+    server = StorageProcess(tmp_path / "dev")
+    try:
+        server.start(ports=(10000, 10001, 10002))
+        cs = "UseDevelopmentStorage=true"
+        queue = QueueServiceClient.from_connection_string(cs).create_queue("devq")
+        queue.send_message("hello")
+        assert queue.receive_message().content == "hello"
+        container = BlobServiceClient.from_connection_string(cs).create_container("devc")
+        container.upload_blob("b", b"blob")
+        assert container.download_blob("b").readall() == b"blob"
+        table = TableServiceClient.from_connection_string(cs).create_table("devt")
+        table.create_entity({"PartitionKey": "p", "RowKey": "r", "v": 1})
+        assert table.get_entity("p", "r")["v"] == 1
+    finally:
+        server.stop()
