@@ -25,9 +25,9 @@ def test_validate_valid_service(capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["validate", str(ROOT / "examples" / "guestbook")]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("guestbook: valid (ServiceDefinition.csdef + ")
-    assert "WebRole WebRole: 2 x Small; endpoints: HttpIn http:8080" in out
+    assert "WebRole WebRole: 2 x Small; endpoints: HttpIn http:80" in out
     assert "site Web: wsgi app app:application (from web.config)" in out
-    assert "program: python worker.py" in out
+    assert "program: python -m cumulo.sdk.run worker:Worker" in out
 
 
 def test_validate_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

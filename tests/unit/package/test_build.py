@@ -25,14 +25,15 @@ def test_guestbook_packages_and_reads_back(tmp_path: Path) -> None:
     built = build_package(ROOT / "examples" / "guestbook", tmp_path / "gb.cspkg")
     pkg = open_package(built.path)
     assert pkg.sha256 == built.sha256
-    assert sorted(pkg.contents) == [
+    assert {
         "ServiceConfiguration.Cloud.cscfg",
         "ServiceConfiguration.Local.cscfg",
         "ServiceDefinition.csdef",
         "WebRole/app.py",
         "WebRole/web.config",
         "WorkerRole/worker.py",
-    ]
+    } <= set(pkg.contents)
+    assert not [name for name in pkg.contents if "__pycache__" in name or name.endswith(".pyc")]
     service = load_package_service(pkg)
     assert service.definition.name == "guestbook"
     assert [a.source for a in service.site_apps] == ["web.config"]
