@@ -305,3 +305,30 @@ def test_bad_entities_are_refused(table: TableClient, entity: dict[str, object])
         table.create_entity(entity)
     assert info.value.status_code == 400
     assert list(table.list_entities()) == []
+
+
+@pytest.mark.azurite_differs("ignores a table SAS's partition/row key range")
+def test_table_sas_key_range_limits_the_entities(storage: Endpoints, table: TableClient) -> None:
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    for pk in ("a", "b", "c"):
+        table.create_entity({"PartitionKey": pk, "RowKey": "1"})
+    sas = generate_table_sas(
+        AzureNamedKeyCredential(storage.account, storage.key),
+        table.table_name,
+        permission=TableSasPermissions(read=True, add=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+        start_pk="b",
+        end_pk="b",
+    )
+    limited = TableClient(
+        storage.url("table"), table.table_name, credential=AzureSasCredential(sas)
+    )
+    assert [e["PartitionKey"] for e in limited.list_entities()] == ["b"]
+    assert limited.get_entity("b", "1")["PartitionKey"] == "b"
+    with pytest.raises(HttpResponseError) as info:
+        limited.get_entity("a", "1")
+    assert info.value.status_code in (403, 404)
+    with pytest.raises(HttpResponseError):
+        limited.create_entity({"PartitionKey": "c", "RowKey": "2"})
+    limited.create_entity({"PartitionKey": "b", "RowKey": "2"})

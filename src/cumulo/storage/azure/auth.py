@@ -399,6 +399,13 @@ def authenticate(
             check_account_sas(q, account, service, need, moment, req.peer)
         else:
             check_service_sas(q, account, service, need, moment, req.peer)
+            if service == "table" and any(q.get(k) for k in ("spk", "srk", "epk", "erk")):
+                req.key_range = (
+                    q.get("spk", ""),
+                    q.get("srk", ""),
+                    q.get("epk", ""),
+                    q.get("erk", ""),
+                )
         return
     if need.anonymous:
         return

@@ -72,6 +72,8 @@ class Request:
     body_size: int = 0
     body_md5: bytes | None = None
     """MD5 digest of a spooled body, computed while it arrived."""
+    key_range: tuple[str, str, str, str] | None = None
+    """A table SAS's (spk, srk, epk, erk): the entities the request may touch."""
 
     def __post_init__(self) -> None:
         if self.body_file is None:

@@ -397,7 +397,9 @@ class TableService:
         if m == "GET":
             if keys is None:
                 return Need("o", "r", table=table), lambda: self.query_entities(req, account, table)
-            return Need("o", "r", table=table), lambda: self.get_entity(req, account, table, keys)
+            return Need(
+                "o", "r", table=table
+            ), lambda: self._checked(req, keys) or (self.get_entity(req, account, table, keys))
         if m == "POST" and keys is None:
             return Need("o", "a", table=table), lambda: self.insert(req, account, table)
         if keys is None:
@@ -408,12 +410,22 @@ class TableService:
                 need = Need("o", "u", table=table)
             else:
                 need = Need("o", "a", all_perms="au", table=table)
-            return need, lambda: self.write_entity(
-                account, table, keys, req.body, req.headers.get("if-match"), merge
+            return (
+                need,
+                lambda: (
+                    self._checked(req, keys)
+                    or self.write_entity(
+                        account, table, keys, req.body, req.headers.get("if-match"), merge
+                    )
+                ),
             )
         if m == "DELETE":
-            return Need("o", "d", table=table), lambda: self.delete_entity(
-                account, table, keys, req.headers.get("if-match")
+            return (
+                Need("o", "d", table=table),
+                lambda: (
+                    self._checked(req, keys)
+                    or (self.delete_entity(account, table, keys, req.headers.get("if-match")))
+                ),
             )
         raise _unsupported(req)
 
@@ -424,6 +436,10 @@ class TableService:
             "SELECT acl FROM tables WHERE account=? AND lname=?", (account, need.table.lower())
         ).fetchone()
         return policy_from_acl(row[0], identifier) if row else None
+
+    @staticmethod
+    def _checked(req: Request, keys: tuple[str, str]) -> None:
+        check_key_range(req.key_range, *keys)
 
     # -- tables --------------------------------------------------------------------------------
 
@@ -556,6 +572,7 @@ class TableService:
             raise invalid_input("An inserted entity needs PartitionKey and RowKey.")
         check_key("PartitionKey", pk)
         check_key("RowKey", rk)
+        check_key_range(req.key_range, pk, rk)
         ts = self._timestamp()
         etag = _etag_for(ts)
         with self.db.write() as conn:
@@ -713,6 +730,8 @@ class TableService:
                     next_keys = (pk, rk)
                     break
                 scanned += 1
+                if not in_key_range(req.key_range, pk, rk):
+                    continue
                 props = json.loads(props_text)
                 if matches is not None:
                     view = dict(props)
@@ -829,6 +848,8 @@ class TableService:
         return self._batch_response(failure, results)
 
     def _run_op(self, req: Request, account: str, op: _Op, table: str, keys: Any) -> Response:
+        if keys is not None:
+            check_key_range(req.key_range, *keys)
         inner = Request(
             method=op.method,
             target=op.path,
@@ -836,6 +857,7 @@ class TableService:
             raw_query=[],
             headers={**op.headers, "host": req.header("host", "127.0.0.1")},
             body=op.body,
+            key_range=req.key_range,
         )
         if op.method == "POST" and keys is None:
             return self.insert(inner, account, table)
@@ -902,6 +924,26 @@ class TableService:
         chunks.append(f"--{change_b}--\r\n--{batch_b}--\r\n".encode())
         return Response(
             202, [("Content-Type", f"multipart/mixed; boundary={batch_b}")], b"".join(chunks)
+        )
+
+
+def in_key_range(key_range: tuple[str, str, str, str] | None, pk: str, rk: str) -> bool:
+    """Is (pk, rk) inside a table SAS's spk/srk .. epk/erk range (inclusive)?"""
+    if key_range is None:
+        return True
+    spk, srk, epk, erk = key_range
+    if spk and (pk < spk or (pk == spk and srk and rk < srk)):
+        return False
+    return not (epk and (pk > epk or (pk == epk and erk and rk > erk)))
+
+
+def check_key_range(key_range: tuple[str, str, str, str] | None, pk: Any, rk: Any) -> None:
+    if not in_key_range(key_range, str(pk), str(rk)):
+        raise StorageError(
+            403,
+            "AuthorizationFailure",
+            "This request is not authorized to perform this operation: the entity is outside "
+            "the SAS's partition/row key range.",
         )
 
 
