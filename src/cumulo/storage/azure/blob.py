@@ -241,7 +241,7 @@ class BlobService:
 
     def _read(self, extents: list[list[Any]], start: int, end: int) -> bytes:
         """Bytes start..end (inclusive) of a blob made of ``extents``."""
-        out = bytearray()
+        parts: list[bytes] = []
         offset = 0
         for _block_id, name, size in extents:
             lo, hi = offset, offset + size - 1
@@ -252,8 +252,8 @@ class BlobService:
                 break
             with open(self.root / name[:2] / name, "rb") as fh:
                 fh.seek(max(start, lo) - lo)
-                out += fh.read(min(end, hi) - max(start, lo) + 1)
-        return bytes(out)
+                parts.append(fh.read(min(end, hi) - max(start, lo) + 1))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def sweep(self) -> int:
         """Delete content files that no blob or uncommitted block references (crash leftovers)."""

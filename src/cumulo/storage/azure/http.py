@@ -394,8 +394,13 @@ class HttpProtocol(asyncio.Protocol):
             lines.append("Connection: close")
         lines.append("")
         lines.append("")
-        transport.write("\r\n".join(lines).encode("latin-1"))
-        if response.body and not head:
+        head_bytes = "\r\n".join(lines).encode("latin-1")
+        if not response.body or head:
+            transport.write(head_bytes)
+        elif len(response.body) <= 65536:
+            transport.write(head_bytes + response.body)  # one segment, one syscall
+        else:
+            transport.write(head_bytes)
             transport.write(response.body)
         if close:
             self._closed = True
