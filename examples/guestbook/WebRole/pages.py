@@ -58,6 +58,7 @@ def _form(values: Mapping[str, str]) -> str:
 
 def _entry(entry: EntryView) -> str:
     when = entry.created.strftime("%Y-%m-%d %H:%M UTC") if entry.created else ""
+    stamp = entry.created.isoformat(timespec="seconds") if entry.created else ""
     if entry.thumbnail:
         link = (
             f"/pictures/{_e(entry.picture)}"
@@ -76,7 +77,8 @@ def _entry(entry: EntryView) -> str:
         figure = ""
     return (
         f'<li class="entry">{figure}<div><p class="who"><strong>{_e(entry.name)}</strong> '
-        f'<time>{_e(when)}</time></p><p class="msg">{_e(entry.message)}</p></div></li>'
+        f'<time datetime="{_e(stamp)}">{_e(when)}</time></p>'
+        f'<p class="msg">{_e(entry.message)}</p></div></li>'
     )
 
 
@@ -92,7 +94,7 @@ def index_page(
     items = list(entries)
     banner = f'<p class="error" role="alert">{_e(error)}</p>\n' if error else ""
     listing = (
-        "<ol class=entries>" + "".join(_entry(e) for e in items) + "</ol>"
+        '<ol class="entries">' + "".join(_entry(e) for e in items) + "</ol>"
         if items
         else '<p class="empty">No entries yet. Be the first to sign!</p>'
     )
