@@ -312,6 +312,8 @@ class Guest:
         if can_change(self.state, target):
             self.machine.change_state(target, reason)
             return
+        # Not expected: every move the guest makes is a direct edge. Stay legal, and say so.
+        self._emit("instance.indirect_transition", old=self.state.value, new=target.value)
         for step in shortest_path(self.state, target):
             self.machine.change_state(step, reason)
 
@@ -878,11 +880,8 @@ class Guest:
     async def _teardown(self, outcome: Outcome) -> None:
         """Stop what runs of a failed attempt and get ready to start again."""
         assert outcome.failure is not None
-        if self.state not in (S.UNRESPONSIVE,):
-            target = S.RESTARTING
-            if self.state is S.STARTING:
-                target = S.FAILED_STARTING
-            self._go(target, outcome.failure.detail)
+        if self.state is not S.UNRESPONSIVE:
+            self._go(S.RESTARTING, outcome.failure.detail)
         graceful = not outcome.hung and outcome.failure.kind is FailureKind.RECYCLE
         await self._stop_processes(graceful=graceful, recycle=True)
         if outcome.failure.kind is FailureKind.PREPARE:

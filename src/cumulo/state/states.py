@@ -60,6 +60,7 @@ ALLOWED: dict[InstanceState, frozenset[InstanceState]] = {
         {
             S.BUSY,  # STARTING -> BUSY: resources ready, startup tasks begin
             S.FAILED_STARTING,  # STARTING -> FAILED_STARTING: cannot prepare (unreachable files)
+            S.RESTARTING,  # STARTING -> RESTARTING: preparation failed, waiting to retry
             S.STOPPING,  # STARTING -> STOPPING: removed before it ran
         }
     ),
@@ -92,6 +93,7 @@ ALLOWED: dict[InstanceState, frozenset[InstanceState]] = {
     S.RESTARTING: frozenset(
         {
             S.BUSY,  # RESTARTING -> BUSY: backoff elapsed, starting again
+            S.STARTING,  # RESTARTING -> STARTING: backoff elapsed, preparing again
             S.CYCLING,  # RESTARTING -> CYCLING: the restart policy sees a crash loop
             S.FAILED_STARTING,  # RESTARTING -> FAILED_STARTING: a simple task keeps failing
             S.STOPPING,  # RESTARTING -> STOPPING: stop requested while waiting
@@ -100,6 +102,7 @@ ALLOWED: dict[InstanceState, frozenset[InstanceState]] = {
     S.CYCLING: frozenset(
         {
             S.BUSY,  # CYCLING -> BUSY: backoff elapsed, starting again
+            S.STARTING,  # CYCLING -> STARTING: backoff elapsed, preparing again
             S.RESTARTING,  # CYCLING -> RESTARTING: a recycle after a stable run
             S.STOPPING,  # CYCLING -> STOPPING: stop requested
         }

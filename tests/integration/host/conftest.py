@@ -110,6 +110,12 @@ async def running_agent(
     await agent.start()
     try:
         yield agent
+        await asyncio.wait_for(agent.stop_all(), 30)
+        # every state change the guest agents made was a direct edge of the state machine
+        indirect = [e for e in agent.events if e["event"] == "instance.indirect_transition"]
+        assert not indirect, indirect
+        errors = [e for e in agent.events if e["event"] == "instance.agent_error"]
+        assert not errors, errors
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(agent.stop_all(), 30)
