@@ -8,6 +8,9 @@ Everything runs on loopback, state under one data directory::
     <data>/hosts/token                       the token the controller uses with host agents
     <data>/lb/<service>.json, lb/token       each service's load balancer state and token
     <data>/lb/addresses.json                 VIP addresses given to each service
+    <data>/storage/                          the storage service (``cumulo storage serve``):
+                                             127.0.0.1:10000-10002, as UseDevelopmentStorage
+                                             expects; optional (skipped when the ports are taken)
 
 A restart after the platform process was killed (kill -9) **adopts** the host agents and load
 balancers still running from the previous run (their pid is alive and their API answers), so
@@ -114,6 +117,7 @@ class Platform:
         host_args: tuple[str, ...] = (),
         settings: LoopSettings | None = None,
         emulated: bool = False,
+        storage_ports: tuple[int, int, int] | None = (10000, 10001, 10002),
     ) -> None:
         if hosts < 1 or hosts > 20:
             raise InputError(f"--hosts {hosts} is out of range; use 1 to 20 simulated hosts.")
@@ -124,6 +128,9 @@ class Platform:
         self.host_args = host_args
         self.settings = settings or LoopSettings()
         self.emulated = emulated
+        self.storage_ports = storage_ports
+        self.storage: dict[str, Any] | None = None
+        """The storage service's ready file (its ports), once it listens."""
         self.procs: list[asyncio.subprocess.Process] = []
         self.adopted: list[int] = []
         self.host_pids: dict[int, int] = {}
@@ -204,6 +211,52 @@ class Platform:
         k = known[service]
         return f"127.0.{k}.1", f"127.0.{k}.2"
 
+    async def _start_storage(self) -> None:
+        """The Azure-compatible storage service (blob, queue, table), optional: when its ports
+        are taken the platform runs without it and says so."""
+        if self.storage_ports is None:
+            return
+        data = self.data_dir / "storage"
+        data.mkdir(parents=True, exist_ok=True)
+        ready = data / "ready.json"
+        info_file = data / "process.json"
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            old = json.loads(info_file.read_text())
+            if _alive(int(old["pid"])):
+                self.adopted.append(int(old["pid"]))
+                self.storage = json.loads(ready.read_text())
+                return
+        with contextlib.suppress(FileNotFoundError):
+            ready.unlink()
+        blob, queue, table = self.storage_ports
+        proc = await self._spawn(
+            "storage",
+            "serve",
+            "--data",
+            str(data),
+            "--blob-port",
+            str(blob),
+            "--queue-port",
+            str(queue),
+            "--table-port",
+            str(table),
+            "--ready-file",
+            str(ready),
+        )
+        info_file.write_text(json.dumps({"pid": proc.pid}))
+        deadline = time.monotonic() + 30
+        while proc.returncode is None and time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                self.storage = json.loads(ready.read_text())
+                self.log.info("storage.ready", **{k: v for k, v in self.storage.items()})
+                return
+            await asyncio.sleep(0.05)
+        self.log.warning(
+            "storage.unavailable",
+            why="the storage service did not start (are ports "
+            f"{blob}-{table} taken?); services run without UseDevelopmentStorage",
+        )
+
     async def lb_for(self, service: str) -> LoadBalancerHttp | None:
         async with self._lb_lock:
             if service in self.lbs:
@@ -254,6 +307,7 @@ class Platform:
         token = ensure_token(self.data_dir)
         host_token = self.data_dir / "hosts" / "token"
         _token_file(host_token)
+        await self._start_storage()
         hosts = await asyncio.gather(
             *(self._start_host(n, host_token) for n in range(self.host_count))
         )

@@ -147,6 +147,19 @@ def _read_config(path: Path) -> str:
 # -- the platform --------------------------------------------------------------------------------
 
 
+def _storage_ports(text: str) -> tuple[int, int, int] | None:
+    if text.strip().lower() == "off":
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) == 1:
+        parts = parts * 3
+    if len(parts) != 3 or not all(p.isdigit() and int(p) < 65536 for p in parts):
+        raise InputError(
+            f"--storage-ports {text!r}: give BLOB,QUEUE,TABLE ports (0 = any), or 'off'."
+        )
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
 @click.command("serve")
 @click.option(
     "--data-dir",
@@ -159,7 +172,13 @@ def _read_config(path: Path) -> str:
 @click.option(
     "--listen", default="127.0.0.1:8283", show_default=True, help="HOST:PORT of the API (0 = any)."
 )
-def serve(data_dir: Path | None, hosts: int, listen: str) -> None:
+@click.option(
+    "--storage-ports",
+    default="10000,10001,10002",
+    show_default=True,
+    help="Blob, queue and table ports of the storage service (0 = any), or 'off'.",
+)
+def serve(data_dir: Path | None, hosts: int, listen: str, storage_ports: str) -> None:
     """Run the platform in the foreground: controller + API, host agents, load balancers.
 
     Ctrl-C stops every instance and every process it started.
@@ -175,7 +194,9 @@ def serve(data_dir: Path | None, hosts: int, listen: str) -> None:
     directory = data_dir or default_home()
 
     async def main() -> None:
-        platform = Platform(directory, hosts=hosts, listen=listen)
+        platform = Platform(
+            directory, hosts=hosts, listen=listen, storage_ports=_storage_ports(storage_ports)
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -206,8 +227,20 @@ def serve(data_dir: Path | None, hosts: int, listen: str) -> None:
     help="Keep the platform's state here (default: a temporary directory, removed at exit).",
 )
 @click.option("--listen", default="127.0.0.1:0", show_default=True, help="HOST:PORT of the API.")
+@click.option(
+    "--storage-ports",
+    default="10000,10001,10002",
+    show_default=True,
+    help="Blob, queue and table ports of the storage service (0 = any), or 'off'.",
+)
 def run(
-    source: Path, config: Path | None, slot: str, hosts: int, data_dir: Path | None, listen: str
+    source: Path,
+    config: Path | None,
+    slot: str,
+    hosts: int,
+    data_dir: Path | None,
+    listen: str,
+    storage_ports: str,
 ) -> None:
     """The emulator: start the platform, deploy DIR|PKG, print its URLs and follow its logs.
 
@@ -240,7 +273,13 @@ def run(
         return c.get_deployment(name, slot)
 
     async def main() -> None:
-        platform = Platform(directory / "data", hosts=hosts, listen=listen, emulated=True)
+        platform = Platform(
+            directory / "data",
+            hosts=hosts,
+            listen=listen,
+            emulated=True,
+            storage_ports=_storage_ports(storage_ports),
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

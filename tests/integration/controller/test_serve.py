@@ -123,6 +123,8 @@ class Serve:
                 "2",
                 "--listen",
                 "127.0.0.1:0",
+                "--storage-ports",
+                "0",
             ],
             env=self.env,
             stdout=self.log,
@@ -292,6 +294,8 @@ def test_deploy_swap_scale_config_and_ctrl_c(serve: Serve, tmp_path: Path) -> No
 
     events = [e["name"] for e in c.events("hello")]
     assert "swap.done" in events and "operation.succeeded" in events
+    ready = json.loads((serve.data / "storage" / "ready.json").read_text())
+    assert ready, "the storage service runs with the platform"
 
     started = serve.pids()
     assert started, "host agents, the load balancer and instances run"
@@ -375,7 +379,7 @@ def test_cumulo_run_deploys_prints_the_url_and_tears_down(tmp_path: Path) -> Non
     src = write_service(tmp_path / "hello", free_port(), "1", count=1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULO_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cumulo.cli.main", "run", str(src)],
+        [sys.executable, "-m", "cumulo.cli.main", "run", str(src), "--storage-ports", "0"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
