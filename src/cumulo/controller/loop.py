@@ -135,6 +135,7 @@ class Controller:
         self.emulated = emulated
         self.started = self.clock.wall()
         self._ledger_loaded = False
+        self._last = Observed((), since=self.started)
         self.views: dict[str, HostView] = {
             h.name: HostView(h.name, h.fault_domain, None) for h in hosts
         }
@@ -164,13 +165,18 @@ class Controller:
     # -- public --------------------------------------------------------------------------------
 
     def snapshot(self) -> Observed:
-        """The latest observation (read by the API from other threads)."""
-        return Observed(
+        """The latest observation. The API reads it from other threads, so it is an immutable
+        value rebuilt by the loop (``_refresh``), never a view of the loop's own dicts."""
+        return self._last
+
+    def _refresh(self) -> Observed:
+        self._last = Observed(
             hosts=tuple(self.views.values()),
             since=self.started,
             routes=dict(self.lb_applied),
             vips={k: dict(v) for k, v in self.vips.items()},
         )
+        return self._last
 
     def wake(self) -> None:
         """Look again now (callable from any thread)."""
@@ -409,7 +415,7 @@ class Controller:
                 instances.append(inst)
             hosts.append(replace(view, instances=tuple(instances)))
         self.views = {h.name: h for h in hosts}
-        return self.snapshot()
+        return self._refresh()
 
     # -- apply ---------------------------------------------------------------------------------
 
@@ -441,6 +447,7 @@ class Controller:
         lb = await self.lb_for(routes.service)
         if lb is None:
             self.lb_applied[routes.service] = routes
+            self._refresh()
             return
         version = max(self.lb_version.get(routes.service, 0) + 1, int(self.clock.wall() * 1000))
         answer = await lb.put_routes(route_table_json(routes, version=version))
@@ -452,6 +459,7 @@ class Controller:
             port = listener.get("port") or listener.get("publicPort")
             if slot and name and address and port:
                 self.vips.setdefault((routes.service, slot), {})[name] = f"{address}:{port}"
+        self._refresh()
         self._event(routes.service, "routes.set", fields={"version": version})
 
     def _model(self, package: str, configuration: str) -> Service:
@@ -676,7 +684,7 @@ class Controller:
     async def _operations(
         self, records: dict[str, DeploymentRecord], plan: Plan, now: float
     ) -> None:
-        observed = self.snapshot()
+        observed = self._refresh()
         for op in self.store.list_operations(status=OperationStatus.IN_PROGRESS):
             if op.kind in INSTANCE_KINDS:
                 await self._instance_operation(op, now)

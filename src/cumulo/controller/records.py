@@ -160,7 +160,8 @@ class Walk:
     """The current update domain (0-based)."""
     state: DomainState
     domain_started_at: float
-    """Monotonic time the current domain went ``During`` (for the per-instance timeout)."""
+    """When the current domain went ``During`` (controller clock: wall seconds, so the time
+    survives a controller restart), for the per-instance timeout."""
     previous: Mapping[str, RoleVersion] = field(default_factory=dict)
     """Role name -> the version before this walk (what a rollback returns to)."""
     instance_timeout: float = 1800.0
@@ -230,7 +231,7 @@ class ObservedInstance:
     update_domain: int
     fault_domain: int
     since: float = 0.0
-    """Monotonic time of the last status change."""
+    """When the status last changed, as the host reports it."""
     sdk_connected: bool = False
     """Whether role code holds an SDK connection (then settings apply in place)."""
     endpoints: tuple[tuple[str, str], ...] = ()
@@ -259,7 +260,7 @@ class HostView:
     name: str
     fault_domain: int
     seen_at: float | None
-    """Monotonic time of the last successful report (None: not heard from yet)."""
+    """When the host last reported (controller clock; None: not heard from yet)."""
     instances: tuple[ObservedInstance, ...] = ()
     accepting: bool = True
     """False for a host being drained: keeps its instances, takes no new ones."""
@@ -309,7 +310,7 @@ class Observed:
 
     hosts: tuple[HostView, ...]
     since: float
-    """Monotonic time this controller began observing (a host not heard from since then counts
+    """When this controller began observing (a host not heard from since then counts
     as stale until ``lost_after`` has passed)."""
     routes: Mapping[str, ServiceRoutes] | None = None
     """Service -> routes the load balancer holds; None when the load balancer is unknown."""
@@ -319,7 +320,8 @@ class Observed:
 
 @dataclass(frozen=True)
 class ReconcileSettings:
-    """Timing rules of reconciliation (seconds of the monotonic clock)."""
+    """Timing rules of reconciliation (seconds of the controller's clock, which the loop reads
+    as wall time so walk timings survive a restart)."""
 
     stale_after: float = 10.0
     """A host whose last report is older than this is *stale*: its instances are left alone

@@ -133,7 +133,7 @@ def _present(observed: Observed) -> dict[tuple[str, str], list[ObservedInstance]
     return out
 
 
-COMMON = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+COMMON = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @COMMON
