@@ -490,7 +490,9 @@ class Controller:
             model,
             deployment_id=record.id,
             service_name=record.service,
-            slot=record.slot,
+            # The slot the deployment was created in: a swap changes no instance spec, so it
+            # recycles nothing (role code does not see its slot; Azure's does not either).
+            slot=str(record.document.get("spec_slot", record.slot)),
             role_name=role,
             instance_id=instance_id,
             update_domain=update_domain,

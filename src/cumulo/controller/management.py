@@ -243,6 +243,7 @@ class Management:
             package=source[0] if source else None,
             configuration=source[1] if source else None,
         )
+        document["spec_slot"] = record.document.get("spec_slot", record.slot)
         self.store.update_deployment(
             record.id, expect_revision=record.revision, document=document, **extra
         )
@@ -312,7 +313,8 @@ class Management:
                     dep,
                     package=package_digest,
                     configuration=configuration,
-                ),
+                )
+                | {"spec_slot": slot_.value},
             )
         )
         return self._operation(Kind.CREATE_DEPLOYMENT, record, service=service, slot=slot_.value)

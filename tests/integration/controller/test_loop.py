@@ -368,3 +368,13 @@ def test_a_controller_killed_between_its_intent_and_the_put_completes_it(rig: Ri
     assert ("recycled", f"{dep}/Worker_IN_1") not in rig.hosts[1].history  # UD 1: not yet
     assert rig.until_done(op.id) == "Succeeded"
     assert ("recycled", f"{dep}/Worker_IN_1") in rig.hosts[1].history
+
+
+def test_a_swap_recycles_nothing_even_at_the_next_change(rig: Rig) -> None:
+    dep = deploy(rig, 2, slot="staging")
+    op = rig.m.swap("tiny")
+    assert rig.until_done(op.id) == "Succeeded"
+    op = rig.m.scale("tiny", "production", "Worker", 3)
+    assert rig.until_done(op.id) == "Succeeded"
+    assert not [e for h in rig.hosts for e in h.history if e[0] == "recycled"]
+    assert f"{dep}/Worker_IN_2" in {k for h in rig.hosts for k in h.instances}
