@@ -469,6 +469,8 @@ def _print_status(data: dict[str, Any]) -> None:
         click.echo("  no deployments")
     for d in deployments:
         click.echo(f"  {d['slot']}: {d['status']}  id {d['id']}  revision {d['revision']}")
+        if d.get("operation"):
+            click.echo(f"    operation {d['operation']} in progress (other changes wait for it)")
         for ep, address in sorted(d.get("vips", {}).items()):
             click.echo(f"    vip {ep}: {address}")
         if d.get("upgrade"):
