@@ -12,6 +12,8 @@ import contextlib
 import itertools
 import json
 import os
+import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,8 +41,10 @@ class Channel:
         on_event: Callable[[str, Peer], None],
         *,
         owner: tuple[int, int] | None = None,
+        authorize: Callable[[int], bool] | None = None,
     ) -> None:
         self.path = path
+        self._authorize = authorize
         self._snapshot = snapshot
         self._on_event = on_event
         self._owner = owner
@@ -68,6 +72,14 @@ class Channel:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer: Peer | None = None
+        credentials = peer_credentials(writer)
+        if self._authorize is not None and (
+            credentials is None or not self._authorize(credentials[0])
+        ):
+            # Only processes of this instance may talk to its agent (settings are secrets).
+            self._on_event("rejected", Peer(credentials[0] if credentials else None, False, writer))
+            writer.close()
+            return
         try:
             while True:
                 line = await reader.readline()
@@ -81,7 +93,7 @@ class Channel:
                     continue
                 op = message.get("op")
                 if op == "hello":
-                    pid = message.get("pid")
+                    pid = credentials[0] if credentials else message.get("pid")
                     peer = Peer(
                         pid if isinstance(pid, int) else None,
                         bool(message.get("entry_point")),
@@ -137,3 +149,16 @@ class Channel:
         for peer in list(self.peers):
             with contextlib.suppress(ConnectionError, OSError):
                 peer.send(message)
+
+
+def peer_credentials(writer: asyncio.StreamWriter) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        data = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, gid = struct.unpack("3i", data)
+    return pid, uid, gid

@@ -512,7 +512,13 @@ class Guest:
                 else self.run_as
             )
             owner = (limited.uid, limited.gid)
-        self.channel = Channel(self.paths.socket, self._snapshot, self._on_peer, owner=owner)
+        self.channel = Channel(
+            self.paths.socket,
+            self._snapshot,
+            self._on_peer,
+            owner=owner,
+            authorize=self._is_own_process,
+        )
         await self.channel.start()
         if owner is not None and os.geteuid() == 0:
             # Both the limited user and root (elevated tasks) must reach it: group = role user.
@@ -523,6 +529,19 @@ class Guest:
             self.spec, self.placement, self.paths, self.spec.settings_dict(), self.topology
         )
 
+    def _is_own_process(self, pid: int) -> bool:
+        """True when ``pid`` belongs to this instance: in the session of one of its processes
+        (each is started as a session leader) or in its cgroup."""
+        sessions = {t.process.pid for t in self.tasks}
+        if self.main is not None:
+            sessions.add(self.main.pid)
+        try:
+            if os.getsid(pid) in sessions:
+                return True
+        except OSError:
+            return False
+        return self.limits.value is not None and pid in self.limits.value.pids()
+
     def _on_peer(self, event: str, peer: Peer) -> None:
         if event == "started" and peer.entry_point:
             self._inbox.put_nowait(_Msg("started"))
@@ -530,6 +549,8 @@ class Guest:
             self._inbox.put_nowait(_Msg("recycle", "the role asked for a recycle"))
         elif event == "hello":
             self._emit("sdk.connected", pid=peer.pid, entry_point=peer.entry_point)
+        elif event == "rejected":
+            self._emit("sdk.rejected", pid=peer.pid)
 
     # -- environment & commands -------------------------------------------------------------
     def _environment(self, extra: tuple[Any, ...] = ()) -> dict[str, str]:

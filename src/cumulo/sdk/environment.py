@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,6 +144,12 @@ def _instance(raw: dict[str, Any]) -> RoleInstance:
     )
 
 
+_CLOSED = (
+    "The role environment is not available: the agent closed the connection "
+    "(only processes of the instance may use it)."
+)
+
+
 class _RoleEnvironment:
     """The process-wide role environment (use the ``RoleEnvironment`` object)."""
 
@@ -182,6 +189,10 @@ class _RoleEnvironment:
                 self._conn.send(
                     {"op": "hello", "pid": os.getpid(), "entry_point": self._entry_point}
                 )
+            except (BrokenPipeError, ConnectionResetError):
+                self._failed = _CLOSED
+                self._conn = None
+                return False
             except OSError as exc:
                 self._failed = (
                     f"The role environment is not available: cannot reach the agent at "
@@ -189,9 +200,15 @@ class _RoleEnvironment:
                 )
                 self._conn = None
                 return False
-        if not self._env_ready.wait(timeout):
-            self._failed = "The role environment is not available: the agent did not answer."
-            return False
+        conn = self._conn
+        deadline = time.monotonic() + timeout
+        while not self._env_ready.wait(0.02):
+            if conn is not None and conn.closed.is_set():
+                self._failed = _CLOSED
+                return False
+            if time.monotonic() > deadline:
+                self._failed = "The role environment is not available: the agent did not answer."
+                return False
         self._failed = None
         return True
 

@@ -201,3 +201,42 @@ def test_snapshot_is_json(tmp_path: Path) -> None:
     # the spec travels as JSON between controller and host; the SDK snapshot too
     s = role_spec(tmp_path, tmp_path)
     assert InstanceSpec.from_json(json.loads(s.dumps())) == s
+
+
+def test_only_the_instances_processes_may_use_its_agent(
+    tmp_path: Path, data_dir: Path, host_id: str
+) -> None:
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    out = shared(data_dir)
+    source = write_role(tmp_path / "role", {"role.py": ROLE})
+    s = role_spec(source, out)
+
+    async def body() -> None:
+        async with running_agent(data_dir, host_id) as agent:
+            await agent.apply([s])
+            await wait_for(lambda: state_is(agent, s.key, "ReadyRole"))
+            probe = (
+                "from cumulo.sdk import RoleEnvironment as R\n"
+                "print(R.is_available)\n"
+                "print(R._failed)\n"
+            )
+            env = {**os.environ, "CUMULO_AGENT_SOCKET": agent.guests[s.key].paths.socket}
+            result = await asyncio.to_thread(  # the agent runs in this loop: do not block it
+                subprocess.run,
+                [sys.executable, "-c", probe],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
+            lines = result.stdout.splitlines()
+            assert lines[0] == "False"
+            assert "the agent closed the connection" in lines[1]
+            assert any(e["event"] == "sdk.rejected" for e in agent.events)
+
+    run(body())
