@@ -28,6 +28,10 @@ SLEEPER = {
 }
 
 
+def history(agent: HostAgent, key: str) -> list[str]:
+    return [f"{e['old']}>{e['new']}" for e in events(agent, key, "instance.state")]
+
+
 def events(agent: HostAgent, key: str, name: str) -> list[dict]:
     return [e for e in agent.events if e["key"] == key and e["event"] == name]
 
@@ -69,6 +73,17 @@ def test_failing_simple_task_blocks_and_is_retried(
             await wait_for(ready, what="ReadyRole after three failed attempts")
             assert "FailedStartingRole" in seen
             assert (counter / "n").read_text() == "4"
+            assert history(agent, s.key) == [
+                "StartingRole>BusyRole",
+                "BusyRole>RestartingRole",  # attempt 1: exit 3
+                "RestartingRole>BusyRole",
+                "BusyRole>RestartingRole",  # attempt 2
+                "RestartingRole>BusyRole",
+                "BusyRole>RestartingRole",  # attempt 3: a loop now
+                "RestartingRole>FailedStartingRole",
+                "FailedStartingRole>BusyRole",
+                "BusyRole>ReadyRole",  # attempt 4 succeeds, the entry point starts
+            ]
             assert len(events(agent, s.key, "instance.started")) == 1  # entry never ran before
             delays = [e["delay"] for e in events(agent, s.key, "instance.backoff")]
             assert delays == [0.1, 0.2, 0.4]
@@ -155,6 +170,21 @@ def test_crash_loop_backs_off_and_shows_cycling(
             assert delays == [0.1, 0.2, 0.4, 0.8, 0.8]
             assert o["last_exit_code"] == 7
             assert "about to fail" in o["log_tail"]
+            # the exact history: Ready at start (setReadyOnProcessStart), then the loop
+            assert history(agent, s.key)[:12] == [
+                "StartingRole>BusyRole",
+                "BusyRole>ReadyRole",
+                "ReadyRole>RestartingRole",
+                "RestartingRole>BusyRole",
+                "BusyRole>ReadyRole",
+                "ReadyRole>RestartingRole",
+                "RestartingRole>BusyRole",
+                "BusyRole>ReadyRole",
+                "ReadyRole>RestartingRole",
+                "RestartingRole>CyclingRole",
+                "CyclingRole>BusyRole",
+                "BusyRole>ReadyRole",
+            ]
 
     run(body())
 
