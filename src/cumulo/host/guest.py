@@ -355,20 +355,17 @@ class Guest:
                 continue
             failure = outcome.failure
             assert failure is not None
-            await self._teardown(outcome)
-            if self._op == "stop":
-                break
-            if self._op in OPS:
-                outcome = Outcome(op=self._op)
-                continue
+            failed_at = self.ctx.clock.monotonic()
             decision = next_action(
                 self.ctx.settings.restart,
                 self.history,
                 failure,
-                now=self.ctx.clock.monotonic(),
+                now=failed_at,
                 rand=self.ctx.rand(),
             )
             self.history = decision.history
+            # The waiting state is shown at once (RestartingRole, CyclingRole, ...) while what is
+            # left of the attempt is stopped; the delay counts from the failure.
             self._go(decision.state, decision.reason)
             self._emit(
                 "instance.backoff",
@@ -376,8 +373,16 @@ class Guest:
                 attempt=self.history.consecutive,
                 exit_code=failure.exit_code,
             )
+            await self._teardown(outcome)
+            if self._op == "stop":
+                break
+            if self._op in OPS:
+                outcome = Outcome(op=self._op)
+                continue
+            self.detail = decision.reason
             outcome = None
-            if await self._sleep_or_op(decision.delay):
+            remaining = decision.delay - (self.ctx.clock.monotonic() - failed_at)
+            if await self._sleep_or_op(max(0.0, remaining)):
                 outcome = Outcome(op=self._op)
         await self._shutdown("stop requested")
 
@@ -901,8 +906,6 @@ class Guest:
     async def _teardown(self, outcome: Outcome) -> None:
         """Stop what runs of a failed attempt and get ready to start again."""
         assert outcome.failure is not None
-        if self.state is not S.UNRESPONSIVE:
-            self._go(S.RESTARTING, outcome.failure.detail)
         graceful = not outcome.hung and outcome.failure.kind is FailureKind.RECYCLE
         await self._stop_processes(graceful=graceful, recycle=True)
         if outcome.failure.kind is FailureKind.PREPARE:
