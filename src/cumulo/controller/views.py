@@ -8,6 +8,7 @@ from typing import Any
 
 from cumulo.controller import walk as walks
 from cumulo.controller.records import (
+    STOPPED,
     DesiredDeployment,
     Observed,
     ObservedInstance,
@@ -49,7 +50,7 @@ def deployment_view(
                 {
                     "id": iid,
                     "role": role.name,
-                    "status": inst.status if inst else UNKNOWN,
+                    "status": inst.status if inst else (UNKNOWN if dep.running else STOPPED),
                     "update_domain": update_domain_of(index, dep.update_domain_count),
                     "fault_domain": inst.fault_domain if inst else None,
                     "host": inst.host if inst else None,

@@ -378,3 +378,19 @@ def test_a_swap_recycles_nothing_even_at_the_next_change(rig: Rig) -> None:
     assert rig.until_done(op.id) == "Succeeded"
     assert not [e for h in rig.hosts for e in h.history if e[0] == "recycled"]
     assert f"{dep}/Worker_IN_2" in {k for h in rig.hosts for k in h.instances}
+
+
+def test_suspend_stops_every_instance_and_start_brings_them_back(rig: Rig) -> None:
+    from cumulo.controller.views import deployment_view
+
+    deploy(rig, 2)
+    op = rig.m.update_status("tiny", "production", "Suspended")
+    assert rig.until_done(op.id) == "Succeeded"
+    assert rig.running() == {}
+    record = rig.store.get_deployment("tiny", "production")
+    view = deployment_view(record, rig.m.desired_of(record), rig.controller.snapshot())
+    assert view["status"] == "Suspended"
+    assert {i["status"] for i in view["instances"]} == {"StoppedVM"}
+    op = rig.m.update_status("tiny", "production", "Running")
+    assert rig.until_done(op.id) == "Succeeded"
+    assert set(rig.running().values()) == {"ReadyRole"} and len(rig.running()) == 2
