@@ -395,3 +395,31 @@ def test_blob_sas_with_a_stored_access_policy(
     with pytest.raises(HttpResponseError) as info:
         BlobClient.from_blob_url(url, credential=sas).upload_blob(b"x", overwrite=True)
     assert info.value.status_code == 403
+
+
+def test_blob_lease_for_leader_election(container: ContainerClient) -> None:
+    from azure.storage.blob import BlobLeaseClient
+
+    blob = container.upload_blob("leader", b"")
+    first = BlobLeaseClient(blob)
+    first.acquire(lease_duration=15)
+    props = blob.get_blob_properties()
+    assert props.lease.status == "locked"
+    assert props.lease.state == "leased"
+    assert props.lease.duration == "fixed"
+    second = BlobLeaseClient(blob)
+    with pytest.raises(HttpResponseError) as info:
+        second.acquire(lease_duration=15)
+    assert info.value.status_code == 409
+    assert info.value.error_code == "LeaseAlreadyPresent"
+    with pytest.raises(HttpResponseError) as info2:
+        blob.upload_blob(b"no lease id", overwrite=True)
+    assert info2.value.status_code == 412
+    blob.upload_blob(b"with the lease", overwrite=True, lease=first)
+    first.renew()
+    assert [b.lease.state for b in container.list_blobs(name_starts_with="leader")] == ["leased"]
+    first.release()
+    second.acquire(lease_duration=-1)
+    second.break_lease(lease_break_period=0)
+    assert blob.get_blob_properties().lease.state == "broken"
+    blob.delete_blob()

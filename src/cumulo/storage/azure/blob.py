@@ -39,6 +39,8 @@ from cumulo.storage.azure.common import (
 from cumulo.storage.azure.db import Database
 from cumulo.storage.azure.errors import StorageError, bad_header, invalid_xml
 from cumulo.storage.azure.http import Request, Response
+from cumulo.storage.azure.lease import Lease, check_read, check_write
+from cumulo.storage.azure.lease import apply as apply_lease
 from cumulo.storage.azure.queue import policy_from_acl, signed_identifiers
 from cumulo.storage.azure.service_props import ServiceProperties
 
@@ -65,6 +67,7 @@ SCHEMA = [
         metadata TEXT NOT NULL DEFAULT '{}',
         props TEXT NOT NULL DEFAULT '{}',
         extents TEXT NOT NULL DEFAULT '[]',
+        lease TEXT NOT NULL DEFAULT '',
         UNIQUE (cid, name))""",
     """CREATE TABLE IF NOT EXISTS blocks (
         cid INTEGER NOT NULL,
@@ -181,6 +184,9 @@ class BlobService:
         with db.write() as conn:
             for statement in SCHEMA:
                 conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(blobs)")}
+            if "lease" not in columns:  # a database from before leases
+                conn.execute("ALTER TABLE blobs ADD COLUMN lease TEXT NOT NULL DEFAULT ''")
         self.sweep()
 
     # -- files -------------------------------------------------------------------------------
@@ -367,6 +373,8 @@ class BlobService:
                 )
             if comp == "properties":
                 return write, lambda: self.set_blob_properties(req, account, container, b)
+            if comp == "lease":
+                return write, lambda: self.lease_blob(req, account, container, b)
             if comp == "metadata":
                 return write, lambda: self.set_blob_metadata(req, account, container, b)
             raise _unsupported(req)
@@ -533,7 +541,7 @@ class BlobService:
 
     def _blob(self, cid: int, name: str) -> tuple[Any, ...] | None:
         row = self.db.conn.execute(
-            "SELECT bid, type, size, etag, created, modified, metadata, props, extents "
+            "SELECT bid, type, size, etag, created, modified, metadata, props, extents, lease "
             "FROM blobs WHERE cid=? AND name=?",
             (cid, name),
         ).fetchone()
@@ -547,15 +555,14 @@ class BlobService:
         return cid, row
 
     def _blob_headers(self, row: tuple[Any, ...]) -> list[tuple[str, str]]:
-        _bid, btype, _size, etag, created, modified, meta, props, extents = row
+        _bid, btype, _size, etag, created, modified, meta, props, extents, lease = row
         p = json.loads(props)
         headers = [
             ("Last-Modified", rfc1123(modified)),
             ("ETag", etag),
             ("x-ms-creation-time", rfc1123(created)),
             ("x-ms-blob-type", btype),
-            ("x-ms-lease-status", "unlocked"),
-            ("x-ms-lease-state", "available"),
+            *load_lease(lease).headers(self.now()),
             ("x-ms-server-encrypted", "true"),
             ("Accept-Ranges", "bytes"),
         ]
@@ -574,6 +581,7 @@ class BlobService:
         self, req: Request, account: str, container: str, name: str, head: bool = False
     ) -> Response:
         _cid, row = self._need_blob(account, container, name)
+        check_read(load_lease(row[9]), self.now(), req.headers.get("x-ms-lease-id"))
         etag, modified, size = row[3], row[5], row[2]
         not_modified = _check_conditions(req, etag, modified, exists=True, write=False)
         headers = self._blob_headers(row)
@@ -671,9 +679,9 @@ class BlobService:
         done = False
         while not done and not next_marker:
             rows = self.db.conn.execute(
-                "SELECT name, type, size, etag, created, modified, metadata, props FROM blobs "
-                f"WHERE cid=? AND name{'>=' if inclusive else '>'}? AND substr(name, 1, ?)=? "
-                "ORDER BY name LIMIT ?",
+                "SELECT name, type, size, etag, created, modified, metadata, props, lease "
+                f"FROM blobs WHERE cid=? AND name{'>=' if inclusive else '>'}? "
+                "AND substr(name, 1, ?)=? ORDER BY name LIMIT ?",
                 (cid, cursor, len(prefix), prefix, limit + 1),
             ).fetchall()
             if not rows:
@@ -710,8 +718,9 @@ class BlobService:
         return _xml(body)
 
     def _blob_item(self, row: tuple[Any, ...], with_meta: bool) -> str:
-        name, btype, size, etag, created, modified, meta, props = row
+        name, btype, size, etag, created, modified, meta, props, lease_text = row
         p = json.loads(props)
+        lease = dict(load_lease(lease_text).headers(self.now()))
         fields = [
             f"<Creation-Time>{rfc1123(created)}</Creation-Time>",
             f"<Last-Modified>{rfc1123(modified)}</Last-Modified>",
@@ -727,8 +736,14 @@ class BlobService:
                 "<AccessTier>Hot</AccessTier><AccessTierInferred>true</AccessTierInferred>"
             )
         fields.append(
-            "<LeaseStatus>unlocked</LeaseStatus><LeaseState>available</LeaseState>"
-            "<ServerEncrypted>true</ServerEncrypted>"
+            f"<LeaseStatus>{lease['x-ms-lease-status']}</LeaseStatus>"
+            f"<LeaseState>{lease['x-ms-lease-state']}</LeaseState>"
+            + (
+                f"<LeaseDuration>{lease['x-ms-lease-duration']}</LeaseDuration>"
+                if "x-ms-lease-duration" in lease
+                else ""
+            )
+            + "<ServerEncrypted>true</ServerEncrypted>"
         )
         extra = meta_xml(json.loads(meta)) if with_meta else ""
         return (
@@ -786,6 +801,8 @@ class BlobService:
             with self.db.write() as conn:
                 cid = self._container(account, container)[0]
                 row = self._blob(cid, name)
+                lease_text = row[9] if row is not None else ""
+                check_write(load_lease(lease_text), now, req.headers.get("x-ms-lease-id"))
                 if row is not None:
                     _check_conditions(req, row[3], row[5], exists=True, write=True)
                     old_files = {e[1] for e in json.loads(row[8])}
@@ -801,7 +818,7 @@ class BlobService:
                 created = row[4] if row is not None else now
                 conn.execute(
                     "INSERT OR REPLACE INTO blobs (cid, name, type, size, etag, created, modified, "
-                    "metadata, props, extents) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "metadata, props, extents, lease) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         cid,
                         name,
@@ -813,6 +830,7 @@ class BlobService:
                         json.dumps(meta),
                         json.dumps(props or {}),
                         json.dumps(extents),
+                        lease_text,
                     ),
                 )
         except BaseException:
@@ -861,6 +879,9 @@ class BlobService:
         check_block_id(block_id)
         self._check_md5(req)
         cid = self._container(account, container)[0]
+        existing = self._blob(cid, name)
+        if existing is not None:
+            check_write(load_lease(existing[9]), self.now(), req.headers.get("x-ms-lease-id"))
         file = self._body_file(req)
         old: list[str] = []
         try:
@@ -957,6 +978,7 @@ class BlobService:
                     raise StorageError(
                         409, "InvalidBlobType", "The blob type is invalid for this operation."
                     )
+                check_write(load_lease(row[9]), now, req.headers.get("x-ms-lease-id"))
                 _check_conditions(req, row[3], row[5], exists=True, write=True)
                 extents = json.loads(row[8])
                 if len(extents) >= MAX_BLOCKS:
@@ -1021,6 +1043,7 @@ class BlobService:
         etag = self._etag()
         with self.db.write() as conn:
             _cid, row = self._need_blob(account, container, name)
+            check_write(load_lease(row[9]), now, req.headers.get("x-ms-lease-id"))
             _check_conditions(req, row[3], row[5], exists=True, write=True)
             conn.execute(
                 f"UPDATE blobs SET {column}=?, etag=?, modified=? WHERE bid=?",
@@ -1028,9 +1051,28 @@ class BlobService:
             )
         return _ok(200, [("ETag", etag), ("Last-Modified", rfc1123(now))])
 
+    def lease_blob(self, req: Request, account: str, container: str, name: str) -> Response:
+        now = self.now()
+        h = req.headers
+        with self.db.write() as conn:
+            _cid, row = self._need_blob(account, container, name)
+            _check_conditions(req, row[3], row[5], exists=True, write=True)
+            new, status, headers = apply_lease(
+                load_lease(row[9]),
+                h.get("x-ms-lease-action", "").lower(),
+                now,
+                lease_id=h.get("x-ms-lease-id"),
+                proposed_id=h.get("x-ms-proposed-lease-id"),
+                duration=h.get("x-ms-lease-duration"),
+                break_period=h.get("x-ms-lease-break-period"),
+            )
+            conn.execute("UPDATE blobs SET lease=? WHERE bid=?", (dump_lease(new), row[0]))
+        return _ok(status, [*headers, ("ETag", row[3]), ("Last-Modified", rfc1123(row[5]))])
+
     def delete_blob(self, req: Request, account: str, container: str, name: str) -> Response:
         with self.db.write() as conn:
             cid, row = self._need_blob(account, container, name)
+            check_write(load_lease(row[9]), self.now(), req.headers.get("x-ms-lease-id"))
             _check_conditions(req, row[3], row[5], exists=True, write=True)
             files = {e[1] for e in json.loads(row[8])}
             files.update(
@@ -1041,6 +1083,35 @@ class BlobService:
             conn.execute("DELETE FROM blocks WHERE cid=? AND blob=?", (cid, name))
         self._unlink(files)
         return _ok(202, [("x-ms-delete-type-permanent", "true")])
+
+
+def load_lease(text: str) -> Lease:
+    """A blob row's lease column (JSON, or '' for none) as a Lease."""
+    if not text:
+        return Lease()
+    doc = json.loads(text)
+    return Lease(
+        doc["id"],
+        doc["state"],
+        float("inf") if doc["expires"] is None else doc["expires"],
+        doc["duration"],
+        doc["break_at"],
+    )
+
+
+def dump_lease(lease: Lease) -> str:
+    if lease.state == "available":
+        return ""
+    expires = None if lease.expires == float("inf") else lease.expires
+    return json.dumps(
+        {
+            "id": lease.lease_id,
+            "state": lease.state,
+            "expires": expires,
+            "duration": lease.duration,
+            "break_at": lease.break_at,
+        }
+    )
 
 
 def _etag_matches(header: str, etag: str | None) -> bool:
