@@ -423,3 +423,12 @@ def test_blob_lease_for_leader_election(container: ContainerClient) -> None:
     second.break_lease(lease_break_period=0)
     assert blob.get_blob_properties().lease.state == "broken"
     blob.delete_blob()
+
+
+@pytest.mark.parametrize(
+    "name", ["a b+c.txt", "ünïcödé/файл", "100%/x", "q?x#y", "dir//double", "(paren)'quote'"]
+)
+def test_blob_names_with_special_characters(container: ContainerClient, name: str) -> None:
+    container.upload_blob(name, name.encode())
+    assert container.download_blob(name).readall() == name.encode()
+    assert [b.name for b in container.list_blobs()] == [name]
