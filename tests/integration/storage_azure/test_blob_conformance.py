@@ -432,3 +432,19 @@ def test_blob_names_with_special_characters(container: ContainerClient, name: st
     container.upload_blob(name, name.encode())
     assert container.download_blob(name).readall() == name.encode()
     assert [b.name for b in container.list_blobs()] == [name]
+
+
+def test_copy_blob_within_the_account(container: ContainerClient) -> None:
+    source = container.upload_blob("src", b"copy me", metadata={"m": "1"})
+    dest = container.get_blob_client("dst")
+    result = dest.start_copy_from_url(source.url)
+    assert result["copy_status"] == "success"
+    assert dest.download_blob().readall() == b"copy me"
+    props = dest.get_blob_properties()
+    assert props.copy.status == "success"
+    assert props.metadata == {"m": "1"}
+    source.delete_blob()  # the copy does not share the source's content
+    assert dest.download_blob().readall() == b"copy me"
+    with pytest.raises(HttpResponseError) as info:
+        dest.start_copy_from_url(source.url)
+    assert info.value.status_code == 404

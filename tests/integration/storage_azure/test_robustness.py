@@ -250,3 +250,33 @@ def test_use_development_storage_true_works_unchanged(tmp_path: Path) -> None:
         assert table.get_entity("p", "r")["v"] == 1
     finally:
         server.stop()
+
+
+def test_copy_from_another_account_needs_a_sas(storage_process: StorageProcess) -> None:
+    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+    other_key = base64.b64encode(os.urandom(64)).decode()
+    storage_process.args = ("--account", f"otheracct:{other_key}")
+    ep = storage_process.start()
+    other = Endpoints(ep.host, ep.blob, ep.queue, ep.table, account="otheracct", key=other_key)
+    src = (
+        BlobServiceClient.from_connection_string(other.connection_string())
+        .create_container("src")
+        .upload_blob("b", b"from the other account")
+    )
+    dest = (
+        BlobServiceClient.from_connection_string(ep.connection_string())
+        .create_container("dst")
+        .get_blob_client("b")
+    )
+    from azure.core.exceptions import HttpResponseError
+
+    with pytest.raises(HttpResponseError) as info:
+        dest.start_copy_from_url(src.url)
+    assert info.value.status_code == 403
+    sas = generate_blob_sas(
+        "otheracct", "src", "b", account_key=other_key,
+        permission=BlobSasPermissions(read=True), expiry=datetime.now(UTC) + timedelta(hours=1),
+    )  # fmt: skip
+    dest.start_copy_from_url(f"{src.url}?{sas}")
+    assert dest.download_blob().readall() == b"from the other account"

@@ -24,7 +24,7 @@ from typing import Any
 
 import defusedxml.ElementTree as SafeET
 
-from cumulo.storage.azure.auth import Need
+from cumulo.storage.azure.auth import Need, authenticate
 from cumulo.storage.azure.common import (
     XML_HEAD,
     check_dns_name,
@@ -179,6 +179,8 @@ class BlobService:
         self.props = props
         self.root = root
         self.sync = db.durability != "off"
+        self.accounts: Callable[[], dict[str, Any]] | None = None
+        """Set by the app: the current account table (to check a copy source's SAS)."""
         root.mkdir(parents=True, exist_ok=True)
         self._last_etag = 0
         with db.write() as conn:
@@ -357,8 +359,8 @@ class BlobService:
             write = Need("o", "w", container=container, blob=b)
             if comp == "":
                 if "x-ms-copy-source" in req.headers:
-                    raise StorageError(
-                        501, "NotImplemented", "Copy Blob is not supported by cumulo's storage."
+                    return Need("o", "cw", container=container, blob=b), lambda: self.copy_blob(
+                        req, account, container, b
                     )
                 return Need("o", "cw", container=container, blob=b), lambda: self.put_blob(
                     req, account, container, b
@@ -575,6 +577,15 @@ class BlobService:
             if key != "type" and p.get(key):
                 headers.append((header, p[key]))
         headers += meta_headers(json.loads(meta))
+        copy = p.get("copy")
+        if copy:
+            headers += [
+                ("x-ms-copy-id", copy["id"]),
+                ("x-ms-copy-status", "success"),
+                ("x-ms-copy-source", copy["source"]),
+                ("x-ms-copy-progress", f"{copy['size']}/{copy['size']}"),
+                ("x-ms-copy-completion-time", rfc1123(copy["done"])),
+            ]
         return headers
 
     def get_blob(
@@ -1050,6 +1061,78 @@ class BlobService:
                 (value, etag, now, row[0]),
             )
         return _ok(200, [("ETag", etag), ("Last-Modified", rfc1123(now))])
+
+    def copy_blob(self, req: Request, account: str, container: str, name: str) -> Response:
+        """Copy Blob from this service (synchronous: the copy is done when this answers).
+
+        The source may be in the same account (authorized by the request's own credentials),
+        carry a SAS in its URL, or be in a public container; its bytes are copied into new files.
+        """
+        from urllib.parse import unquote, urlsplit
+
+        source_url = req.headers["x-ms-copy-source"]
+        parts = urlsplit(source_url)
+        segments = parts.path.lstrip("/").split("/", 2)
+        if len(segments) < 3 or not segments[2]:
+            raise StorageError(
+                400,
+                "InvalidHeaderValue",
+                f"x-ms-copy-source {source_url!r} is not a blob URL of this service "
+                "(http://host:port/account/container/blob).",
+            )
+        src_account, src_container, src_blob = (unquote(x) for x in segments)
+        if src_account != account and not self._public(src_account, src_container):
+            self._authorize_copy_source(parts.query, src_account, src_container, src_blob)
+        src_cid = self._container(src_account, src_container)[0]
+        src = self._blob(src_cid, src_blob)
+        if src is None:
+            raise StorageError(404, "CannotVerifyCopySource", "The specified blob does not exist.")
+        if src[1] != "BlockBlob":
+            raise StorageError(409, "InvalidBlobType", "Only block blobs can be copied here.")
+        files: set[str] = set()
+        extents: list[list[Any]] = []
+        try:
+            for block_id, file, size in json.loads(src[8]):
+                with open(self.root / file[:2] / file, "rb") as fh:
+                    copied = self._write_file(fh.read())
+                files.add(copied)
+                extents.append([block_id, copied, size])
+        except BaseException:
+            self._unlink(files)
+            raise
+        props = json.loads(src[7])
+        copy_id = str(uuid.uuid4())
+        props["copy"] = {"id": copy_id, "source": source_url, "size": src[2], "done": self.now()}
+        if not any(h.startswith("x-ms-meta-") for h in req.headers):
+            req.headers.update({f"x-ms-meta-{k}": v for k, v in json.loads(src[6]).items()})
+        response = self._store(
+            req, account, container, name, "BlockBlob", extents, src[2], props, files
+        )
+        response.status = 202
+        response.headers += [("x-ms-copy-id", copy_id), ("x-ms-copy-status", "success")]
+        return response
+
+    def _authorize_copy_source(self, query: str, account: str, container: str, blob: str) -> None:
+        from cumulo.storage.azure.http import parse_target
+
+        if "sig=" not in query:
+            raise StorageError(
+                403,
+                "CannotVerifyCopySource",
+                "The copy source is in another account: give its URL a SAS with read permission.",
+            )
+        _path, raw, decoded = parse_target("/?" + query)
+        probe = Request("GET", "/", f"/{account}/{container}/{blob}", raw, {}, b"", "", decoded)
+        accounts = self.accounts() if self.accounts is not None else {}
+        source_account = accounts.get(account)
+        if source_account is None:
+            raise StorageError(404, "CannotVerifyCopySource", "The source account does not exist.")
+        try:
+            authenticate(
+                probe, source_account, "blob", Need("o", "r", container=container, blob=blob)
+            )
+        except StorageError as exc:
+            raise StorageError(403, "CannotVerifyCopySource", exc.message) from None
 
     def lease_blob(self, req: Request, account: str, container: str, name: str) -> Response:
         now = self.now()

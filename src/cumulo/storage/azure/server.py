@@ -108,7 +108,9 @@ class StorageApp:
         from cumulo.storage.azure.blob import BlobService
         from cumulo.storage.azure.table import TableService
 
-        self.services["blob"] = BlobService(self.db, now, self.props, settings.data_dir / "blobs")
+        blob = BlobService(self.db, now, self.props, settings.data_dir / "blobs")
+        blob.accounts = lambda: self.accounts
+        self.services["blob"] = blob
         self.services["table"] = TableService(self.db, now, self.props)
 
     def close(self) -> None:
