@@ -387,3 +387,48 @@ def test_sas_with_a_stored_access_policy(storage: Endpoints, queue: QueueClient)
     with pytest.raises(HttpResponseError) as info2:
         _sas_client(storage, queue.queue_name, unknown).send_message("x")
     assert info2.value.status_code == 403
+
+
+def test_concurrent_producers_and_consumers_lose_and_duplicate_nothing(
+    svc: QueueServiceClient, unique: str
+) -> None:
+    import threading
+
+    name = unique + "-cc"
+    svc.create_queue(name)
+    sent: list[str] = []
+    received: list[str] = []
+    lock = threading.Lock()
+    done_producing = threading.Event()
+
+    def produce(worker: int) -> None:
+        q = svc.get_queue_client(name)
+        for i in range(50):
+            text = f"{worker}-{i}"
+            q.send_message(text)
+            with lock:
+                sent.append(text)
+
+    def consume() -> None:
+        q = svc.get_queue_client(name)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            batch = list(q.receive_messages(messages_per_page=16, visibility_timeout=60))
+            for m in batch:
+                q.delete_message(m)
+                with lock:
+                    received.append(m.content)
+            if not batch and done_producing.is_set():
+                return
+
+    producers = [threading.Thread(target=produce, args=(w,)) for w in range(4)]
+    consumers = [threading.Thread(target=consume) for _ in range(2)]
+    for t in producers + consumers:
+        t.start()
+    for t in producers:
+        t.join()
+    done_producing.set()
+    for t in consumers:
+        t.join()
+    assert sorted(received) == sorted(sent)
+    assert len(received) == 200
