@@ -15,21 +15,23 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import unquote
 
 from cumulo.errors import ConflictError, CumuloError
 from cumulo.log import get_logger
 from cumulo.storage.azure.accounts import Account, account_table, make_account
 from cumulo.storage.azure.auth import Need, authenticate
+from cumulo.storage.azure.blob import BlobService
 from cumulo.storage.azure.common import XML_HEAD, xml_text
 from cumulo.storage.azure.db import Database
 from cumulo.storage.azure.errors import StorageError
 from cumulo.storage.azure.http import BadRequest, Request, Response, http_date, serve
 from cumulo.storage.azure.queue import QueueService
 from cumulo.storage.azure.service_props import ServiceProperties
+from cumulo.storage.azure.table import TableService
 
 DEFAULT_VERSION = "2026-02-06"
 
@@ -62,7 +64,6 @@ class StorageSettings:
     once a second): how the platform adds a service's account without a restart."""
     loop: str = "auto"
     """Event loop: ``auto`` (uvloop when installed), ``uvloop`` or ``asyncio``."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Service(Protocol):
@@ -105,9 +106,6 @@ class StorageApp:
         self.db = Database(settings.data_dir / "storage.db", settings.durability)
         self.props = ServiceProperties(self.db, now)
         self.services: dict[str, Service] = {"queue": QueueService(self.db, now, self.props)}
-        from cumulo.storage.azure.blob import BlobService
-        from cumulo.storage.azure.table import TableService
-
         blob = BlobService(self.db, now, self.props, settings.data_dir / "blobs")
         blob.accounts = lambda: self.accounts
         self.services["blob"] = blob
@@ -171,6 +169,15 @@ class StorageApp:
             if client_id:
                 headers.append(("x-ms-client-request-id", client_id))
             headers.append(("Server", "cumulo-storage"))
+            if response.status >= 400:
+                self.log.debug(
+                    "storage.request_refused",
+                    service=service,
+                    method=req.method,
+                    path=req.raw_path,
+                    status=response.status,
+                    request_id=request_id,
+                )
             return response
 
         return handle
