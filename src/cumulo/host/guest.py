@@ -604,7 +604,12 @@ class Guest:
         return self.ctx.interpreter
 
     def _spawn(
-        self, argv: list[str], env: dict[str, str], log: str, context: str
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        log: str,
+        context: str,
+        pass_fds: tuple[int, ...] = (),
     ) -> spawner.Process:
         run_as = users.for_context(context, self.ctx.settings.role_user)
         cwd = self.paths.approot
@@ -617,6 +622,7 @@ class Guest:
                 uid=run_as.uid if run_as.switches else None,
                 gid=run_as.gid if run_as.switches else None,
                 limits=self.limits.value,
+                pass_fds=pass_fds,
             )
         )
 
@@ -655,8 +661,18 @@ class Guest:
                     reason="a web role with a Site runs the hosted site; its ProgramEntryPoint "
                     "is not started",
                 )
-            argv = [self._python(), "-m", "cumulo_sitehost"]
-            return self._spawn(argv, env, "site", spec.execution_context), "sdk"
+            # The agent binds the site's sockets and hands them over (as systemd socket
+            # activation does): a limited role may then serve on a port below 1024.
+            addresses = [(self.placement.address, self.placement.ports[ep.name]) for ep in http]
+            sockets = _listen(addresses)
+            try:
+                env["CUMULO_SITE_FDS"] = ",".join(str(sock.fileno()) for sock in sockets)
+                argv = [self._python(), "-m", "cumulo_sitehost"]
+                fds = tuple(sock.fileno() for sock in sockets)
+                return self._spawn(argv, env, "site", spec.execution_context, fds), "sdk"
+            finally:
+                for sock in sockets:
+                    sock.close()
         if spec.entry_point is not None:
             argv = self._argv(spec.entry_point.command_line)
             self.main_kind = "entry"
@@ -1145,6 +1161,29 @@ async def run_probe(probe: ProbeSpec, address: str, port: int, timeout: float) -
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()
+
+
+def _listen(addresses: list[tuple[str, int]]) -> list[socket.socket]:
+    """Listening TCP sockets on ``addresses``; an OSError names the address that failed."""
+    sockets: list[socket.socket] = []
+    try:
+        for address, port in addresses:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((address, port))
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"cannot listen on {address}:{port}: {exc.strerror}"
+                ) from None
+            sock.listen(2048)
+            sock.set_inheritable(True)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def pick_free_port(address: str) -> int:

@@ -6,7 +6,9 @@ runtime directory beside the servers' packages). Configuration comes from the en
 calls it), ``CUMULO_SITE_DIR`` (imported from there), ``CUMULO_SITE_BIND`` (``addr:port`` list,
 comma-separated: the instance's http endpoints), ``CUMULO_SITE_WORKERS`` and
 ``CUMULO_SITE_THREADS`` (WSGI: gunicorn ``gthread`` workers and threads per worker),
-``CUMULO_STOP_GRACE`` (seconds).
+``CUMULO_STOP_GRACE`` (seconds). ``CUMULO_SITE_FDS`` lists listening sockets the agent bound
+for the site (so a limited role can serve on a port below 1024); without it the site binds
+``CUMULO_SITE_BIND`` itself.
 
 - ASGI: uvicorn with uvloop and httptools, one process.
 - WSGI: gunicorn with ``gthread`` workers (``CUMULO_SITE_WORKERS`` processes × threads);
@@ -42,7 +44,15 @@ def load_app(spec: str, directory: str) -> Any:
     return obj() if call else obj
 
 
+def inherited() -> list[int]:
+    """Listening sockets the agent bound for us (``CUMULO_SITE_FDS``: fd numbers)."""
+    return [int(fd) for fd in os.environ.get("CUMULO_SITE_FDS", "").split(",") if fd.strip()]
+
+
 def bind(spec: str) -> list[socket.socket]:
+    fds = inherited()
+    if fds:
+        return [socket.socket(fileno=fd) for fd in fds]
     socks = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         host, _, port = item.rpartition(":")
@@ -106,7 +116,9 @@ def serve_gunicorn() -> int:
     from gunicorn.app.base import BaseApplication
 
     app = load_app(os.environ["CUMULO_SITE_APP"], os.environ.get("CUMULO_SITE_DIR", ""))
-    binds = [b.strip() for b in os.environ["CUMULO_SITE_BIND"].split(",") if b.strip()]
+    binds = [f"fd://{fd}" for fd in inherited()] or [
+        b.strip() for b in os.environ["CUMULO_SITE_BIND"].split(",") if b.strip()
+    ]
     grace = float(os.environ.get("CUMULO_STOP_GRACE", "30"))
 
     def when_ready(arbiter: Any) -> None:

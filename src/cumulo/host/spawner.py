@@ -38,6 +38,8 @@ class ProcessSpec:
     gid: int | None = None
     limits: InstanceLimits | None = None
     umask: int = 0o077
+    pass_fds: tuple[int, ...] = ()
+    """Open file descriptors the process inherits (listening sockets bound by the agent)."""
 
 
 def proc_start_ticks(pid: int) -> int | None:
@@ -173,6 +175,7 @@ def spawn(spec: ProcessSpec) -> Process:
             stdout=log_fd,
             stderr=log_fd,
             close_fds=True,
+            pass_fds=spec.pass_fds,
             start_new_session=True,
             preexec_fn=_preexec(spec),
             umask=spec.umask,

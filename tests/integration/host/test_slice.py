@@ -180,3 +180,35 @@ def test_an_asgi_site_that_blocks_its_loop_is_recycled(
             )
 
     run(body())
+
+
+def test_a_limited_site_serves_on_a_privileged_local_port(
+    tmp_path: Path, data_dir: Path, host_id: str
+) -> None:
+    web = write_role(tmp_path / "web", SITES)
+    s = spec(
+        web,
+        "Wsgi",
+        endpoints=(EndpointSpec("Http", "input", "http", 80, 80),),
+        site=SiteSpec("Web", "wsgi", "wsgiapp:app"),
+    )
+    a = spec(
+        web,
+        "Asgi",
+        endpoints=(EndpointSpec("Http", "input", "http", 80, 80),),
+        site=SiteSpec("Web", "asgi", "asgiapp:app"),
+    )
+
+    async def body() -> None:
+        async with running_agent(data_dir, host_id) as agent:
+            await agent.apply([s, a])
+            for x in (s, a):
+                await wait_for(lambda x=x: state_is(agent, x.key, "ReadyRole"), what=x.key)
+            async with httpx.AsyncClient() as client:
+                for x in (s, a):
+                    o = observed(agent, x.key)
+                    assert o["endpoints"][0]["local_port"] == 80
+                    r = await client.get(f"http://{o['address']}:80/")
+                    assert r.status_code == 200 and x.role.lower() in r.text.lower()
+
+    run(body())
