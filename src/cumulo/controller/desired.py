@@ -16,13 +16,16 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from dataclasses import replace
 from typing import Any
 
 from cumulo.controller.records import (
+    AclRule,
     DesiredDeployment,
     DesiredRole,
     DomainState,
     InputEndpoint,
+    ProbeRule,
     RoleVersion,
     Slot,
     UpgradeMode,
@@ -31,7 +34,7 @@ from cumulo.controller.records import (
 )
 from cumulo.errors import InputError, PackageError
 from cumulo.model.configuration import ServiceConfiguration
-from cumulo.model.definition import ServiceDefinition
+from cumulo.model.definition import Role, ServiceDefinition
 
 DEFINITION_ENTRY = "ServiceDefinition.csdef"
 MAX_DEFINITION_BYTES = 4 * 1024 * 1024
@@ -61,6 +64,67 @@ def role_versions(
     return out
 
 
+def input_endpoints(
+    definition: ServiceDefinition, configuration: ServiceConfiguration, role: Role
+) -> tuple[InputEndpoint, ...]:
+    """A role's input endpoints with their load-balancing policy: distribution, idle timeout,
+    ``ignoreRoleInstanceStatus`` and custom probe from the .csdef, ACLs from the .cscfg's
+    ``NetworkConfiguration`` (``EndpointAcls`` binding an ``AccessControl`` to the endpoint)."""
+    network = configuration.network
+    controls = {c.name: c for c in network.access_controls} if network else {}
+    bound = (
+        {(b.role, b.endpoint): b.access_control for b in network.endpoint_acls} if network else {}
+    )
+    out: list[InputEndpoint] = []
+    for e in role.input_endpoints:
+        probe = None
+        if e.load_balancer_probe is not None:
+            p = definition.probe(e.load_balancer_probe)
+            if p is not None:
+                probe = ProbeRule(
+                    str(p.protocol),
+                    p.path,
+                    p.port,
+                    float(p.interval_seconds),
+                    float(p.timeout_seconds),
+                )
+        control = controls.get(bound.get((role.name, e.name), ""))
+        acl = tuple(
+            sorted(
+                AclRule(r.order, r.action, r.remote_subnet, r.description or "")
+                for r in (control.rules if control else ())
+            )
+        )
+        dist = e.load_balancer_distribution
+        out.append(
+            InputEndpoint(
+                e.name,
+                str(e.protocol),
+                e.port,
+                distribution=dist if dist in ("sourceIP", "sourceIPProtocol") else "fiveTuple",
+                idle_timeout=e.idle_timeout_minutes * 60.0,
+                ignore_status=e.ignore_role_instance_status,
+                probe=probe,
+                acl=acl,
+            )
+        )
+    return tuple(out)
+
+
+def with_endpoints_of(
+    dep: DesiredDeployment, definition: ServiceDefinition, configuration: ServiceConfiguration
+) -> DesiredDeployment:
+    """``dep`` with every role's input endpoints (and their policy) taken from a new model, as
+    after a configuration change (ACLs) or an upgrade (probes, distribution)."""
+    roles = []
+    for r in dep.roles:
+        role = definition.role(r.name)
+        if role is not None:
+            r = replace(r, input_endpoints=input_endpoints(definition, configuration, role))
+        roles.append(r)
+    return replace(dep, roles=tuple(roles))
+
+
 def from_model(
     *,
     deployment_id: str,
@@ -81,9 +145,7 @@ def from_model(
                 name=role.name,
                 indices=tuple(range(count)),
                 version=versions[role.name],
-                input_endpoints=tuple(
-                    InputEndpoint(e.name, str(e.protocol), e.port) for e in role.input_endpoints
-                ),
+                input_endpoints=input_endpoints(definition, configuration, role),
                 has_internal_endpoints=bool(role.internal_endpoints),
             )
         )
@@ -175,6 +237,67 @@ def source_for(document: dict[str, Any], role: str, version: RoleVersion) -> tup
 # -- JSON documents --------------------------------------------------------------------------
 
 
+def _endpoint_document(e: InputEndpoint) -> dict[str, Any]:
+    probe = e.probe
+    return {
+        "name": e.name,
+        "protocol": e.protocol,
+        "port": e.port,
+        "distribution": e.distribution,
+        "idle_timeout": e.idle_timeout,
+        "ignore_status": e.ignore_status,
+        "probe": None
+        if probe is None
+        else {
+            "protocol": probe.protocol,
+            "path": probe.path,
+            "port": probe.port,
+            "interval": probe.interval,
+            "timeout": probe.timeout,
+        },
+        "acl": [
+            {
+                "order": a.order,
+                "action": a.action,
+                "remote_subnet": a.remote_subnet,
+                "description": a.description,
+            }
+            for a in e.acl
+        ],
+    }
+
+
+def _endpoint_from_document(e: dict[str, Any]) -> InputEndpoint:
+    """An endpoint from the store; documents written before policies existed get the defaults."""
+    p = e.get("probe")
+    probe = (
+        None
+        if p is None
+        else ProbeRule(
+            str(p["protocol"]),
+            p.get("path"),
+            None if p.get("port") is None else int(p["port"]),
+            float(p.get("interval", 15.0)),
+            float(p.get("timeout", 31.0)),
+        )
+    )
+    return InputEndpoint(
+        str(e["name"]),
+        str(e["protocol"]),
+        int(e["port"]),
+        distribution=str(e.get("distribution", "fiveTuple")),
+        idle_timeout=float(e.get("idle_timeout", 240.0)),
+        ignore_status=bool(e.get("ignore_status", False)),
+        probe=probe,
+        acl=tuple(
+            AclRule(
+                int(a["order"]), str(a["action"]), str(a["remote_subnet"]), a.get("description", "")
+            )
+            for a in e.get("acl", [])
+        ),
+    )
+
+
 def to_document(dep: DesiredDeployment) -> dict[str, Any]:
     walk = dep.walk
     return {
@@ -185,10 +308,7 @@ def to_document(dep: DesiredDeployment) -> dict[str, Any]:
                 "name": r.name,
                 "indices": list(r.indices),
                 "version": {"code": r.version.code, "settings": r.version.settings},
-                "input_endpoints": [
-                    {"name": e.name, "protocol": e.protocol, "port": e.port}
-                    for e in r.input_endpoints
-                ],
+                "input_endpoints": [_endpoint_document(e) for e in r.input_endpoints],
                 "has_internal_endpoints": r.has_internal_endpoints,
             }
             for r in dep.roles
@@ -221,8 +341,7 @@ def from_document(
                 indices=tuple(int(i) for i in r["indices"]),
                 version=RoleVersion(r["version"]["code"], r["version"]["settings"]),
                 input_endpoints=tuple(
-                    InputEndpoint(e["name"], e["protocol"], int(e["port"]))
-                    for e in r.get("input_endpoints", [])
+                    _endpoint_from_document(e) for e in r.get("input_endpoints", [])
                 ),
                 has_internal_endpoints=bool(r.get("has_internal_endpoints", False)),
             )

@@ -43,6 +43,7 @@ from cumulo.log import get_logger
 from cumulo.model.diff import diff as model_diff
 from cumulo.model.parse import parse_configuration, parse_definition
 from cumulo.model.service import Service, service_from_bytes
+from cumulo.model.validate import deploy_blockers
 from cumulo.model.xmlwrite import configuration_to_xml
 from cumulo.package.read import open_package
 from cumulo.storage.store.protocol import Store
@@ -407,6 +408,7 @@ class Management:
             now=self.clock.wall(),
             instance_timeout=instance_timeout,
         )
+        new = desired_mod.with_endpoints_of(new, model.definition, model.configuration)
         self._write(
             record,
             new,
@@ -494,6 +496,7 @@ class Management:
             instance_timeout=instance_timeout,
             force=force,
         )
+        new = desired_mod.with_endpoints_of(new, model.definition, model.configuration)
         self._write(
             record,
             new,
@@ -644,11 +647,15 @@ def load_model(package: bytes, configuration: str) -> Service:
     """The validated service of a stored package with a configuration (site apps decided from
     the package's files)."""
     pkg = open_package(package, name="the package")
-    return service_from_bytes(
+    service = service_from_bytes(
         pkg.read(desired_mod.DEFINITION_ENTRY),
         configuration.encode(),
         files=dict(pkg.contents),
     )
+    blockers = deploy_blockers(service.definition, service.definition_file)
+    if blockers:
+        raise ModelError(blockers)
+    return service
 
 
 def certificate_json(cert: ParsedCertificate) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import httpx
 
 from cumulo.controller.records import (
     HostView,
+    InputEndpoint,
     ObservedInstance,
     RoleVersion,
     ServiceRoutes,
@@ -116,14 +117,52 @@ def _slot_json(routes: SlotRoutes | None, address: str | None) -> dict[str, Any]
         for b in endpoint.backends:
             host, _, port = b.address.rpartition(":")
             backends.append(
-                {"instance": b.instance_id, "address": host, "port": int(port), "routable": True}
+                {
+                    "instance": b.instance_id,
+                    "address": host,
+                    "port": int(port),
+                    "routable": b.routable,
+                }
             )
         slot["endpoints"][endpoint.name] = {
             "publicPort": endpoint.port,
             "protocol": endpoint.protocol,
             "backends": backends,
+            **_policy_json(endpoint.policy),
         }
     return slot
+
+
+def _policy_json(policy: InputEndpoint | None) -> dict[str, Any]:
+    """The load-balancing policy of an endpoint in the LB's schema (``cumulo.lb.routes``)."""
+    if policy is None:
+        return {}
+    out: dict[str, Any] = {
+        "distribution": policy.distribution,
+        "idleTimeoutSeconds": policy.idle_timeout,
+        "ignoreRoleInstanceStatus": policy.ignore_status,
+        "acl": [
+            {
+                "order": r.order,
+                "action": r.action,
+                "remoteSubnet": r.remote_subnet,
+                "description": r.description,
+            }
+            for r in policy.acl
+        ],
+    }
+    if policy.probe is not None:
+        probe: dict[str, Any] = {
+            "protocol": policy.probe.protocol,
+            "intervalSeconds": policy.probe.interval,
+            "timeoutSeconds": policy.probe.timeout,
+        }
+        if policy.probe.path is not None:
+            probe["path"] = policy.probe.path
+        if policy.probe.port is not None:
+            probe["port"] = policy.probe.port
+        out["probe"] = probe
+    return out
 
 
 def route_table_json(

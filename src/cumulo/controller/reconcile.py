@@ -339,14 +339,20 @@ class _Pass:
                 for index in role.indices if dep.running else ():
                     key = (dep.id, instance_id(role.name, index))
                     inst = self.kept.get(key)
-                    if inst is None or not inst.ready or key in self.touched:
+                    if inst is None or key in self.touched:
+                        continue
+                    if not inst.ready and not endpoint.routes_unready:
                         continue
                     address = inst.endpoint(endpoint.name)
                     if address is not None:
-                        backends.append(Backend(inst.instance_id, address))
+                        backends.append(Backend(inst.instance_id, address, inst.ready))
                 endpoints.append(
                     EndpointRoute(
-                        endpoint.name, endpoint.protocol, endpoint.port, tuple(sorted(backends))
+                        endpoint.name,
+                        endpoint.protocol,
+                        endpoint.port,
+                        tuple(sorted(backends)),
+                        endpoint,
                     )
                 )
         return SlotRoutes(dep.id, tuple(endpoints))

@@ -111,12 +111,53 @@ class RoleVersion:
 
 
 @dataclass(frozen=True, order=True)
+class ProbeRule:
+    """A custom ``LoadBalancerProbe`` of an input endpoint; the load balancer runs it itself."""
+
+    protocol: str
+    """``http`` (200 from ``path``) or ``tcp`` (a connect succeeds)."""
+    path: str | None = None
+    port: int | None = None
+    """Port on the instance; None means the endpoint's own port."""
+    interval: float = 15.0
+    """Seconds between probes (Azure: default 15, at least 5)."""
+    timeout: float = 31.0
+    """Seconds without a success before the instance leaves rotation (default 31, at least 11)."""
+
+
+@dataclass(frozen=True, order=True)
+class AclRule:
+    """One ``AccessControl`` rule bound to an endpoint by an ``EndpointAcl`` of the .cscfg."""
+
+    order: int
+    action: str
+    """``permit`` or ``deny``."""
+    remote_subnet: str
+    description: str = ""
+
+
+@dataclass(frozen=True, order=True)
 class InputEndpoint:
-    """An input endpoint of a role as the load balancer exposes it on the slot's VIP."""
+    """An input endpoint of a role as the load balancer exposes it on the slot's VIP, with the
+    load-balancing policy the .csdef and .cscfg give it."""
 
     name: str
     protocol: str
     port: int
+    distribution: str = "fiveTuple"
+    """``fiveTuple`` (Azure's default), ``sourceIP`` or ``sourceIPProtocol``."""
+    idle_timeout: float = 240.0
+    """Seconds an idle connection stays open (``idleTimeoutInMinutes``, default 4 min)."""
+    ignore_status: bool = False
+    """``ignoreRoleInstanceStatus``: route to an instance whatever its status."""
+    probe: ProbeRule | None = None
+    acl: tuple[AclRule, ...] = ()
+
+    @property
+    def routes_unready(self) -> bool:
+        """Whether instances that are not Ready belong in the LB's table: the LB, not the guest
+        agent's status, decides for a custom probe or ``ignoreRoleInstanceStatus``."""
+        return self.ignore_status or self.probe is not None
 
 
 @dataclass(frozen=True)
@@ -270,6 +311,9 @@ class HostView:
 class Backend:
     instance_id: str
     address: str
+    routable: bool = True
+    """The default probe: the instance is Ready. Unready backends are listed only for endpoints
+    whose custom probe or ``ignoreRoleInstanceStatus`` lets the LB route to them anyway."""
 
 
 @dataclass(frozen=True, order=True)
@@ -280,6 +324,8 @@ class EndpointRoute:
     protocol: str
     port: int
     backends: tuple[Backend, ...]
+    policy: InputEndpoint | None = None
+    """Distribution, idle timeout, probe and ACL; None means the LB's defaults."""
 
 
 @dataclass(frozen=True)

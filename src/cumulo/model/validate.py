@@ -584,6 +584,16 @@ def deploy_blockers(
                     "<ProgramEntryPoint>; cumulo has nothing to run for it.",
                 )
             )
+        for endpoint in role.input_endpoints:
+            if str(endpoint.protocol) == "udp":
+                out.append(
+                    Problem(
+                        definition_file,
+                        endpoint.line,
+                        f"InputEndpoint '{endpoint.name}' of role '{role.name}' has protocol "
+                        "udp; cumulo's load balancer forwards TCP only (tcp, http, https).",
+                    )
+                )
         if role.kind is RoleKind.WEB and not role.sites and entry is None:
             out.append(
                 Problem(
