@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -28,10 +29,10 @@ from typing import Any
 
 from cumulo.clock import Clock, SystemClock
 from cumulo.errors import ConflictError, InputError, NotFoundError
-from cumulo.host import localdisk, runtime
+from cumulo.host import limits, localdisk, runtime
 from cumulo.host.addresses import allocate_address, assign_ports, base_for_host
 from cumulo.host.environment import Placement
-from cumulo.host.guest import OPS, Guest, HostContext, pick_free_port
+from cumulo.host.guest import OPS, Guest, HostContext, pick_free_port, safe_name
 from cumulo.host.settings import HostSettings
 from cumulo.log import get_logger
 from cumulo.state.spec import InstanceSpec
@@ -80,8 +81,16 @@ class HostAgent:
             interpreter=runtime.role_interpreter(),
             emit=self.emit,
             host_id=self.host_id,
+            cgroup_prefix=safe_name(
+                f"{self.host_id}.{hashlib.sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:8]}."
+            ),
         )
         self._adopt_all()
+        if self.settings.use_cgroups:
+            keep = {g._cgroup_name() for g in self.guests.values()}
+            swept = await asyncio.to_thread(limits.sweep, self.ctx.cgroup_prefix, keep)
+            if swept:
+                self.emit("host.cgroups_swept", None, groups=swept)
         self.emit("host.started", None, host=self.host_id, adopted=len(self.guests))
 
     def _adopt_all(self) -> None:

@@ -76,6 +76,9 @@ class HostContext:
     interpreter: str
     emit: Emit
     host_id: str = "host-0"
+    cgroup_prefix: str = ""
+    """``<host id>.<digest of the data directory>.``: names this agent's cgroups (two agents
+    never share a data directory, so they never touch each other's groups)."""
     rand: Callable[[], float] = random.random
 
 
@@ -504,7 +507,7 @@ class Guest:
             self._emit("localresource.soft_quota", reason=_sentence(exc))
 
     def _cgroup_name(self) -> str:
-        return safe_name(f"{self.ctx.host_id}.{self.key}")
+        return safe_name(f"{self.ctx.cgroup_prefix or self.ctx.host_id + '.'}{self.key}")
 
     async def _open_channel(self) -> None:
         if self.channel is not None:

@@ -19,6 +19,7 @@ import os
 import re
 import resource
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,10 +92,39 @@ class InstanceLimits:
                             out["cpu_seconds"] = round(int(line.split()[1]) / 1e6, 3)
         return out
 
-    def remove(self) -> None:
-        for d in self.cgroup_dirs:
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
+    def remove(self, wait_s: float = 3.0) -> None:
+        """Kill what is left and remove the groups (blocking: a group with exiting processes
+        cannot be removed yet, so this retries for up to ``wait_s`` seconds)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            self.kill_all()
+            left = []
+            for d in self.cgroup_dirs:
+                try:
+                    os.rmdir(d)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    left.append(d)
+            if not left or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
+
+def sweep(prefix: str, keep: set[str]) -> list[str]:
+    """Remove this host's groups named ``<prefix>*`` that no current instance uses (left by an
+    agent that crashed while removing an instance); returns the names removed."""
+    removed: list[str] = []
+    for controller in ("memory", "cpu", "cpuacct", "pids"):
+        base = CGROUP_ROOT / controller / "cumulo"
+        if not base.is_dir():
+            continue
+        for group in base.iterdir():
+            if group.is_dir() and group.name.startswith(prefix) and group.name not in keep:
+                InstanceLimits(0, None, (str(group),), "cgroup-v1").remove(wait_s=1.0)
+                if not group.exists():
+                    removed.append(group.name)
+    return sorted(set(removed))
 
 
 def _v1_available() -> bool:

@@ -116,6 +116,9 @@ async def running_agent(
         assert not indirect, indirect
         errors = [e for e in agent.events if e["event"] == "instance.agent_error"]
         assert not errors, errors
+        # removed instances leave no cgroup behind
+        left = sorted(p.name for p in Path("/sys/fs/cgroup/memory/cumulo").glob(f"{host_id}.*"))
+        assert not left, left
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(agent.stop_all(), 30)

@@ -43,3 +43,21 @@ def test_cgroup_v1_memory_and_cpu_limits_and_resizing() -> None:
     finally:
         got.remove()
     assert not Path(got.cgroup_dirs[0]).exists()
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.access("/sys/fs/cgroup/memory", os.W_OK),
+    reason="needs root and cgroup v1 memory",
+)
+def test_sweep_removes_only_this_hosts_unused_groups() -> None:
+    prefix = f"sweep-{uuid.uuid4().hex[:8]}."
+    stale = limits.create(prefix + "d.Web_IN_0", LimitsSpec())
+    kept = limits.create(prefix + "d.Web_IN_1", LimitsSpec())
+    other = limits.create(f"other-{uuid.uuid4().hex[:8]}.d.Web_IN_0", LimitsSpec())
+    try:
+        assert limits.sweep(prefix, keep={prefix + "d.Web_IN_1"}) == [prefix + "d.Web_IN_0"]
+        assert not Path(stale.cgroup_dirs[0]).exists()
+        assert Path(kept.cgroup_dirs[0]).exists() and Path(other.cgroup_dirs[0]).exists()
+    finally:
+        for group in (stale, kept, other):
+            group.remove()
