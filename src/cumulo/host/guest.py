@@ -710,6 +710,7 @@ class Guest:
                 env = self._environment(task.environment)
                 process = self._spawn(argv, env, f"task{index}", task.execution_context)
             except (CumuloError, OSError) as exc:
+                self._prepared = False  # prepare again next time (e.g. a cgroup removed)
                 return Outcome(
                     Failure(FailureKind.STARTUP_TASK, now, None, f"{label}: {_sentence(exc)}")
                 )

@@ -167,7 +167,15 @@ def spawn(spec: ProcessSpec) -> Process:
     try:
         if spec.uid is not None and os.geteuid() == 0:
             os.fchown(log_fd, spec.uid, spec.gid if spec.gid is not None else spec.uid)
-        popen = subprocess.Popen(
+        popen = _popen(spec, log_fd)
+    finally:
+        os.close(log_fd)
+    return Process(popen.pid, proc_start_ticks(popen.pid), popen)
+
+
+def _popen(spec: ProcessSpec, log_fd: int) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
             list(spec.argv),
             cwd=spec.cwd,
             env=spec.env,
@@ -180,9 +188,9 @@ def spawn(spec: ProcessSpec) -> Process:
             preexec_fn=_preexec(spec),
             umask=spec.umask,
         )
-    finally:
-        os.close(log_fd)
-    return Process(popen.pid, proc_start_ticks(popen.pid), popen)
+    except subprocess.SubprocessError as exc:
+        # preexec failed in the child (a cgroup gone, setuid refused): an OSError like exec's
+        raise OSError(f"cannot set up the process {spec.argv[0]} ({exc})") from None
 
 
 def adopt(pid: int, start_ticks: int | None) -> Process | None:
