@@ -40,6 +40,7 @@ from cumulo.controller.records import (
 from cumulo.controller.swap import check_swap
 from cumulo.errors import InputError, ModelError, NotFoundError, Problem
 from cumulo.log import get_logger
+from cumulo.model.diff import Impact
 from cumulo.model.diff import diff as model_diff
 from cumulo.model.parse import parse_configuration, parse_definition
 from cumulo.model.service import Service, service_from_bytes
@@ -472,6 +473,7 @@ class Management:
                 f"The new package has upgradeDomainCount {model.definition.upgrade_domain_count}"
                 f", the deployment {dep.update_domain_count}; that change needs a new deployment."
             )
+        self._check_in_place(record, model, force=force)
         versions = desired_mod.role_versions(model.definition, model.configuration, package_digest)
         if role is not None:
             if role not in versions:
@@ -511,6 +513,24 @@ class Management:
             slot=record.slot,
             request={"mode": mode_.value, "role": role, "revision": new.revision},
         )
+
+    def _check_in_place(self, record: DeploymentRecord, model: Service, *, force: bool) -> None:
+        """Refuse an upgrade that Azure cannot apply in place (a new deployment and a swap are
+        the way), and one that needs ``force`` when it was not given."""
+        old = self._load_service(record.package_digest, record.configuration)
+        changes = model_diff(old, model).changes
+        blocking = [c.description for c in changes if c.impact is Impact.NEW_DEPLOYMENT]
+        if blocking:
+            raise InputError(
+                f"This upgrade cannot be applied in place ({'; '.join(blocking)}); deploy the new "
+                "package to the other slot and swap instead."
+            )
+        unforced = [c.description for c in changes if c.needs_force and not force]
+        if unforced:
+            raise InputError(
+                f"This upgrade needs --force ({'; '.join(unforced)}); run it again with --force "
+                "to accept that."
+            )
 
     def upgrade_plan(
         self,

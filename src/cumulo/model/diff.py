@@ -56,6 +56,9 @@ class Change:
     impact: Impact
     roles: tuple[str, ...] = ()
     allows_vip_swap: bool = True
+    needs_force: bool = False
+    """Azure applies it in place only with the upgrade's ``Force`` flag (a vmsize change, which
+    loses the instances' local data on Azure)."""
 
 
 class _Model(Protocol):
@@ -247,6 +250,7 @@ def _role_changes(o: Role, n: Role, code_changed: bool) -> list[Change]:
                 f"role '{name}' vmsize changes from {o.vmsize} to {n.vmsize} (local data is lost)",
                 Impact.RECYCLE,
                 (name,),
+                needs_force=True,
             )
         )
     if (o.input_endpoints, o.internal_endpoints, o.instance_input_endpoints) != (

@@ -11,8 +11,9 @@ import httpx
 
 from cumulo.api.app import ENDPOINTS
 from cumulo.api.auth import ensure_token
+from cumulo.package.build import build_package
 
-from .conftest import cscfg  # type: ignore[import-not-found]
+from .conftest import CSDEF, cscfg  # type: ignore[import-not-found]
 
 
 def _deploy(api: httpx.Client, package: bytes, slot: str = "staging", **extra: object) -> dict:
@@ -196,3 +197,48 @@ def test_upgrade_plan_changes_nothing(
     assert any("Worker" in line and "recycle" in line for line in plan["changes"]), plan
     assert [d["recycle"] for d in plan["domains"]] == [["Worker_IN_0"], ["Worker_IN_1"]]
     assert api.get("/v1/services/tiny/deploymentslots/production").headers["etag"] == before
+
+
+def _package_with(tmp_path: Path, name: str, csdef: str) -> bytes:
+    src = tmp_path / name
+    (src / "Worker").mkdir(parents=True)
+    (src / "ServiceDefinition.csdef").write_text(csdef)
+    (src / "ServiceConfiguration.cscfg").write_text(cscfg())
+    (src / "Worker" / "worker.py").write_text("print('v')\n")
+    out = tmp_path / f"{name}.cspkg"
+    build_package(src, out)
+    return out.read_bytes()
+
+
+LOCAL = """    <LocalResources>
+      <LocalStorage name="Cache" sizeInMB="SIZE" />
+    </LocalResources>
+  </WorkerRole>"""
+
+
+def test_upgrade_needs_force_for_a_vmsize_change_and_refuses_a_new_deployment_change(
+    api: httpx.Client, management, tmp_path: Path
+) -> None:
+    def upload(name: str, csdef: str) -> str:
+        return api.post("/v1/packages", content=_package_with(tmp_path, name, csdef)).json()[
+            "digest"
+        ]
+
+    with_cache = CSDEF.replace("  </WorkerRole>", LOCAL.replace("SIZE", "200"))
+    op = _deploy(api, _package_with(tmp_path, "base", with_cache), slot="production")
+    management.store.finish_operation(op["id"], _succeeded())
+    url = "/v1/services/tiny/deploymentslots/production/upgrade"
+
+    smaller = upload("small", CSDEF.replace("  </WorkerRole>", LOCAL.replace("SIZE", "100")))
+    r = api.post(url, json={"package": smaller, "force": True})
+    assert r.status_code == 400, r.text
+    assert "cannot be applied in place" in r.json()["detail"]
+    assert "LocalStorage 'Cache' shrinks from 200 to 100" in r.json()["detail"]
+
+    bigger = upload("big", with_cache.replace('vmsize="Small"', 'vmsize="Large"'))
+    r = api.post(url, json={"package": bigger})
+    assert r.status_code == 400, r.text
+    assert "needs --force" in r.json()["detail"]
+    assert "vmsize changes from Small to Large" in r.json()["detail"]
+    r = api.post(url, json={"package": bigger, "force": True})
+    assert r.status_code == 202, r.text
