@@ -14,12 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## run: the main job. Until the controller lands it validates and packages the guestbook example;
-## then it becomes `cumulo run examples/guestbook` (the embedded platform).
+## run: the main job. Starts the embedded platform (controller + API, a host agent, the load
+## balancer, the storage service), deploys the guestbook to production, prints its URLs and the
+## data directory, and follows the logs. Ctrl-C stops everything. State stays in $(DATA)
+## (git-ignored; `make run DATA=/elsewhere` moves it, `rm -rf .data` forgets it).
+DATA ?= .data
 run: $(STAMP)
-	$(BIN)/cumulo validate examples/guestbook
-	@mkdir -p .data
-	$(BIN)/cumulo package examples/guestbook -o .data/guestbook.cspkg
+	@mkdir -p $(DATA)
+	exec $(BIN)/cumulo run examples/guestbook --data-dir $(DATA)
 
 ## test: lint, type-check and the whole test suite
 test: $(STAMP) lint typecheck pytest

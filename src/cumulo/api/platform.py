@@ -86,11 +86,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-async def _answers(url: str, path: str) -> bool:
+async def _answers(url: str, path: str, token: str | None = None) -> bool:
     import httpx
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        async with httpx.AsyncClient(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=2.0, headers=headers) as client:
             return (await client.get(url.rstrip("/") + path)).status_code == 200
     except httpx.HTTPError:
         return False
@@ -118,6 +119,7 @@ class Platform:
         settings: LoopSettings | None = None,
         emulated: bool = False,
         storage_ports: tuple[int, int, int] | None = (10000, 10001, 10002),
+        storage_fallback: bool = False,
     ) -> None:
         if hosts < 1 or hosts > 20:
             raise InputError(f"--hosts {hosts} is out of range; use 1 to 20 simulated hosts.")
@@ -129,8 +131,13 @@ class Platform:
         self.settings = settings or LoopSettings()
         self.emulated = emulated
         self.storage_ports = storage_ports
+        self.storage_fallback = storage_fallback
+        """When the storage ports are taken, run the storage service on free ports instead (the
+        caller then gives roles an explicit connection string; ``cumulo run`` does)."""
         self.storage: dict[str, Any] | None = None
         """The storage service's ready file (its ports), once it listens."""
+        self.storage_pid: int | None = None
+        """Pid of the storage service (spawned or adopted), watched by ``_supervise``."""
         self.procs: list[asyncio.subprocess.Process] = []
         self.adopted: list[int] = []
         self.host_pids: dict[int, int] = {}
@@ -164,7 +171,7 @@ class Platform:
         token = token_path.read_text().strip()
         with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
             old = json.loads(info_file.read_text())
-            if _alive(int(old["pid"])) and await _answers(str(old["url"]), "/v1/health"):
+            if _alive(int(old["pid"])) and await _answers(str(old["url"]), "/v1/health", token):
                 # A host agent from a previous run still runs (the controller was killed):
                 # keep it, and with it every instance it runs.
                 self.adopted.append(int(old["pid"]))
@@ -200,6 +207,11 @@ class Platform:
         self.host_pids[n] = proc.pid
         return HostAgentHttp(f"host{n}", n, str(info["url"]), token)
 
+    def slot_addresses(self, service: str) -> dict[str, str]:
+        """The production and staging VIP addresses the service has (or will have)."""
+        production, staging = self._addresses(service)
+        return {"production": production, "staging": staging}
+
     def _addresses(self, service: str) -> tuple[str, str]:
         path = self.data_dir / "lb" / "addresses.json"
         known: dict[str, int] = {}
@@ -207,55 +219,63 @@ class Platform:
             known = json.loads(path.read_text())
         if service not in known:
             known[service] = max(known.values(), default=-1) + 1
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(known))
         k = known[service]
         return f"127.0.{k}.1", f"127.0.{k}.2"
 
-    async def _start_storage(self) -> None:
+    async def _start_storage(self, ports: tuple[int, int, int] | None = None) -> None:
         """The Azure-compatible storage service (blob, queue, table), optional: when its ports
-        are taken the platform runs without it and says so."""
+        are taken the platform runs without it and says so (or, with ``storage_fallback``, runs
+        it on free ports). ``ports`` restarts it on the ports it had (``_supervise``)."""
         if self.storage_ports is None:
             return
         data = self.data_dir / "storage"
         data.mkdir(parents=True, exist_ok=True)
         ready = data / "ready.json"
         info_file = data / "process.json"
-        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-            old = json.loads(info_file.read_text())
-            if _alive(int(old["pid"])):
-                self.adopted.append(int(old["pid"]))
-                self.storage = json.loads(ready.read_text())
-                return
-        with contextlib.suppress(FileNotFoundError):
-            ready.unlink()
-        blob, queue, table = self.storage_ports
-        proc = await self._spawn(
-            "storage",
-            "serve",
-            "--data",
-            str(data),
-            "--blob-port",
-            str(blob),
-            "--queue-port",
-            str(queue),
-            "--table-port",
-            str(table),
-            "--ready-file",
-            str(ready),
-        )
-        info_file.write_text(json.dumps({"pid": proc.pid}))
-        deadline = time.monotonic() + 30
-        while proc.returncode is None and time.monotonic() < deadline:
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                self.storage = json.loads(ready.read_text())
-                self.log.info("storage.ready", **{k: v for k, v in self.storage.items()})
-                return
-            await asyncio.sleep(0.05)
-        self.log.warning(
-            "storage.unavailable",
-            why="the storage service did not start (are ports "
-            f"{blob}-{table} taken?); services run without UseDevelopmentStorage",
-        )
+        if ports is None:
+            with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+                old = json.loads(info_file.read_text())
+                if _alive(int(old["pid"])):
+                    self.adopted.append(int(old["pid"]))
+                    self.storage_pid = int(old["pid"])
+                    self.storage = json.loads(ready.read_text())
+                    return
+        attempts = [ports or self.storage_ports]
+        if ports is None and self.storage_fallback and self.storage_ports != (0, 0, 0):
+            attempts.append((0, 0, 0))
+        for blob, queue, table in attempts:
+            with contextlib.suppress(FileNotFoundError):
+                ready.unlink()
+            proc = await self._spawn(
+                "storage",
+                "serve",
+                "--data",
+                str(data),
+                "--blob-port",
+                str(blob),
+                "--queue-port",
+                str(queue),
+                "--table-port",
+                str(table),
+                "--ready-file",
+                str(ready),
+            )
+            info_file.write_text(json.dumps({"pid": proc.pid}))
+            deadline = time.monotonic() + 30
+            while proc.returncode is None and time.monotonic() < deadline:
+                with contextlib.suppress(FileNotFoundError, ValueError):
+                    self.storage = json.loads(ready.read_text())
+                    self.storage_pid = proc.pid
+                    self.log.info("storage.ready", **{k: v for k, v in self.storage.items()})
+                    return
+                await asyncio.sleep(0.05)
+            self.log.warning(
+                "storage.unavailable",
+                why="the storage service did not start (are ports "
+                f"{blob}-{table} taken?); services run without UseDevelopmentStorage",
+            )
 
     async def lb_for(self, service: str) -> LoadBalancerHttp | None:
         async with self._lb_lock:
@@ -345,6 +365,8 @@ class Platform:
         (their processes never stopped), so nothing is placed elsewhere."""
         host_token = self.data_dir / "hosts" / "token"
         while not self._stop.is_set():
+            if self.storage_pid is not None and not _alive(self.storage_pid):
+                await self._restart_storage()
             for n, pid in list(self.host_pids.items()):
                 if self._stop.is_set() or _alive(pid):
                     continue
@@ -363,6 +385,21 @@ class Platform:
                 self.log.info("host.restarted", host=f"host{n}", pid=self.host_pids[n])
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), interval)
+
+    async def _restart_storage(self) -> None:
+        """The storage service died (e.g. kill -9): start it again on the same ports over the
+        same data, which it recovers (docs/storage.md: acknowledged writes are durable)."""
+        pid, self.storage_pid = self.storage_pid, None
+        self.log.warning("storage.died", pid=pid)
+        for proc in self.procs:
+            if proc.pid == pid:
+                with contextlib.suppress(Exception):
+                    await proc.wait()
+        old = self.storage or {}
+        ports = (int(old.get("blob", 0)), int(old.get("queue", 0)), int(old.get("table", 0)))
+        await self._start_storage(ports)
+        if self.storage_pid is not None:
+            self.log.info("storage.restarted", pid=self.storage_pid)
 
     async def stop(self, grace: float = 30.0) -> None:
         self._stop.set()

@@ -23,6 +23,7 @@ error's (``cumulo.errors``): 2 bad input, 3 not found, 4 conflict, 5 auth, 6 una
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import sys
@@ -40,6 +41,7 @@ from cumulo.model.service import find_configuration
 from cumulo.package.build import build_package
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 SLOT = click.Choice(["production", "staging"], case_sensitive=False)
 MODE = click.Choice(["auto", "manual", "simultaneous"], case_sensitive=False)
 
@@ -244,7 +246,8 @@ def run(
 ) -> None:
     """The emulator: start the platform, deploy DIR|PKG, print its URLs and follow its logs.
 
-    Ctrl-C tears everything down.
+    Ctrl-C tears everything down. With --data-dir the state stays there, and the next run on the
+    same directory updates the deployment it finds in the slot.
     """
     import asyncio
     import os
@@ -259,52 +262,185 @@ def run(
     os.environ.setdefault("CUMULO_LOG_LEVEL", "warning")  # the components' logs, too
     configure()
     data, configuration = _package_bytes(source, config)
-    name = parse_definition(open_package(data).read("ServiceDefinition.csdef")).name
+    definition = parse_definition(open_package(data).read("ServiceDefinition.csdef"))
+    name = definition.name
     temporary = data_dir is None
     directory = data_dir or Path(tempfile.mkdtemp(dir="/tmp", prefix="cumulo-run-"))
+    directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o711)
+    home = (directory / "data" if temporary else directory).resolve()
+    other = "staging" if slot == "production" else "production"
+    ports = {e.name: e.port for r in definition.roles for e in r.input_endpoints}
 
-    def deploy(c: Client) -> dict[str, Any]:
+    def deploy(c: Client, text: str) -> dict[str, Any]:
         with contextlib.suppress(errors.ConflictError):
             c.create_service(name)
         package = c.upload_package(data)["digest"]
-        op = c.create_deployment(name, slot, package=package, configuration=configuration)
-        _finish(c, op, no_wait=False, timeout=600, as_json=False, watch=(name, slot))
-        return c.get_deployment(name, slot)
+        try:
+            op = c.create_deployment(name, slot, package=package, configuration=text)
+        except errors.ConflictError:
+            # The slot already holds a deployment (a previous run on this data directory): bring
+            # it to this package and configuration, all update domains at once.
+            current = c.get_deployment(name, slot)
+            if current["package"] == package and current["configuration"] == text:
+                op = None
+            else:
+                op = c.upgrade(name, slot, package=package, configuration=text, mode="simultaneous")
+        if op is not None:
+            _finish(c, op, no_wait=False, timeout=600, as_json=False, watch=(name, slot))
+        return _wait_ready(c, name, slot, set(ports), timeout=600)
 
     async def main() -> None:
         platform = Platform(
-            directory / "data",
+            home,
             hosts=hosts,
             listen=listen,
             emulated=True,
             storage_ports=_storage_ports(storage_ports),
+            storage_fallback=True,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         try:
             url = await platform.start()
-            token = (directory / "data" / "api-token").read_text().strip()
+            token = (home / "api-token").read_text().strip()
+            text = _with_storage(configuration, platform.storage)
             with Client(url, token) as c:
-                view = await asyncio.to_thread(deploy, c)
+                # Ctrl-C while the deployment starts stops at once: the wait runs in a daemon
+                # thread that is left behind (asyncio.to_thread would hold the exit until it ends).
+                deploying = _in_thread(deploy, c, text)
+                stopping = asyncio.ensure_future(stop.wait())
+                either: set[asyncio.Future[Any]] = {deploying, stopping}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not deploying.done():
+                    deploying.cancel()  # whatever the thread ends with is dropped
+                    return
+                view = deploying.result()
+                staging_ip = platform.slot_addresses(name)[other]
+                for endpoint in sorted(ports):
+                    click.echo(
+                        f"{other} ({endpoint}, empty until you deploy there): "
+                        f"http://{staging_ip}:{ports[endpoint]}/ (or the next free port)"
+                    )
+                click.echo(f"{slot}:")
                 for endpoint, address in sorted(view["vips"].items()):
                     click.echo(f"{endpoint}: http://{address}/")
-                click.echo(f"API {url} (CUMULO_HOME={directory / 'data'}); Ctrl-C stops.")
+                click.echo(f"API {url} (CUMULO_HOME={home}); Ctrl-C stops.")
+                click.echo(
+                    f"data directory: {home}{' (removed at exit)' if temporary else ''}; "
+                    f"in another shell: export CUMULO_HOME={home}; cumulo status {name}"
+                )
                 follower = LogFollower(c, name, slot, None, None)
                 while not stop.is_set():
-                    lines = await asyncio.to_thread(follower.poll, 500)
+                    try:
+                        lines = await _in_thread(follower.poll, 500)
+                    except errors.CumuloError:
+                        lines = []  # the slot is being swapped, scaled or deleted: try again
                     _print_log_lines(lines, False)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 1.0)
         finally:
-            click.echo("stopping…", err=True)
+            # Stop first: a closed terminal or pipe (`cumulo run | tee`, Ctrl-C kills tee too)
+            # must not leave the platform running because a message could not be written.
+            with contextlib.suppress(OSError):
+                click.echo("stopping…", err=True)
             await platform.stop()
             if temporary:
                 shutil.rmtree(directory, ignore_errors=True)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BrokenPipeError:
+        # stdout went away (a pipe's reader died); the platform was stopped in main's finally.
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+
+
+def _wait_ready(
+    c: Client, name: str, slot: str, endpoints: set[str], *, timeout: float
+) -> dict[str, Any]:
+    """The slot's deployment once it runs with every instance Ready and its VIPs known (they
+    are learnt when the routes are next set, a moment later after an adoption), progress on
+    stderr."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    ready_since: float | None = None
+    last = ""
+    while True:
+        view = c.get_deployment(name, slot)
+        statuses = {i["status"] for i in view["instances"]}
+        ready = view["status"] == "Running" and statuses <= {"ReadyRole"}
+        ready = ready and view.get("operation") is None
+        if ready:
+            ready_since = ready_since or time.monotonic()
+            if endpoints <= set(view["vips"]) or time.monotonic() - ready_since > 10:
+                return view
+        else:
+            ready_since = None
+        line = _instances_line(view)
+        if line != last:
+            click.echo(line, err=True)
+            last = line
+        if time.monotonic() > deadline:
+            raise errors.TemporaryError(
+                f"The {slot} deployment of {name} was not Ready within {timeout:.0f} s ({line})."
+            )
+        time.sleep(0.25)
+
+
+def _in_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """Run ``fn(*args)`` in a daemon thread; the future gets its result (never blocks exit)."""
+    import asyncio
+    import threading
+
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as exc:  # handed to the awaiting task
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=target, daemon=True).start()
+    return future
+
+
+def _with_storage(configuration: str, storage: dict[str, Any] | None) -> str:
+    """The configuration with ``UseDevelopmentStorage=true`` replaced by an explicit connection
+    string when the platform's storage service is not on the development ports 10000-10002."""
+    if storage is None or (storage["blob"], storage["queue"], storage["table"]) == (
+        10000,
+        10001,
+        10002,
+    ):
+        return configuration
+    from xml.sax.saxutils import escape
+
+    from cumulo.storage.azure.accounts import DEV_ACCOUNT, DEV_KEY
+
+    host = storage.get("host", "127.0.0.1")
+    explicit = (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint=http://{host}:{storage['blob']}/{DEV_ACCOUNT};"
+        f"QueueEndpoint=http://{host}:{storage['queue']}/{DEV_ACCOUNT};"
+        f"TableEndpoint=http://{host}:{storage['table']}/{DEV_ACCOUNT};"
+    )
+    return configuration.replace("UseDevelopmentStorage=true", escape(explicit))
 
 
 # -- services ------------------------------------------------------------------------------------
