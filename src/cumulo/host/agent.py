@@ -316,6 +316,10 @@ class HostAgent:
             raise ConflictError(f"Instance '{key}' is being removed.")
         guest.request(op)
 
+    async def exec(self, key: str, argv: list[str], timeout: float) -> dict[str, Any]:
+        """Run a command in an instance's context (see ``Guest.exec_command``)."""
+        return await self.guest(key).exec_command(argv, timeout)
+
     def set_topology(self, deployment_id: str, roles: dict[str, list[dict[str, Any]]]) -> None:
         self.topology[deployment_id] = roles
         for guest in self.guests.values():

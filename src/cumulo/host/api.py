@@ -31,6 +31,11 @@ Instance keys are ``<deployment_id>/<instance_id>``; bodies and answers are JSON
 ``POST /v1/instances/{deployment_id}/{instance_id}/reboot|reimage|rebuild``
     202 ``{"key", "operation"}``. Reboot: processes restart, approot and local storage kept.
     Reimage: fresh approot, local storage kept (except ``cleanOnRoleRecycle``). Rebuild: all wiped.
+``POST /v1/instances/{deployment_id}/{instance_id}/exec``
+    Body ``{"argv": ["program", "arg"...], "timeout": 60}``: runs the command in the instance's
+    context (its user, environment, approot and limits; ``python`` is the role's interpreter) and
+    answers when it ends: ``{"exit_code" (negative: signal), "output" (stdout+stderr, the last
+    1 MiB), "timed_out"}``. 409 while the instance is not prepared.
 ``GET  /v1/instances/{deployment_id}/{instance_id}/logs/{name}?tail=200&follow=0``
     ``text/plain``: the last lines of ``entry``, ``site`` or ``task<N>``; ``follow=1`` streams.
 ``GET  /v1/events?since=0&key=<key>&follow=0``
@@ -147,6 +152,16 @@ def create_app(agent: HostAgent, token: str, *, manage_agent: bool = False) -> S
         agent.operate(key, op)
         return JSONResponse({"key": key, "operation": op}, status_code=202)
 
+    async def exec_command(request: Request) -> Response:
+        data = await body(request)
+        argv = data.get("argv") if isinstance(data, dict) else None
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise InputError('The body must be {"argv": ["program", "arg", ...], "timeout": 60}.')
+        timeout = data.get("timeout", 60)
+        if not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
+            raise InputError("timeout is a number of seconds from 0 to 3600.")
+        return JSONResponse(await agent.exec(key_of(request), argv, float(timeout)))
+
     async def get_log(request: Request) -> Response:
         path = agent.log_path(key_of(request), request.path_params["name"])
         try:
@@ -205,6 +220,11 @@ def create_app(agent: HostAgent, token: str, *, manage_agent: bool = False) -> S
         Route("/v1/instances", guarded(list_instances), methods=["GET"]),
         Route(
             "/v1/instances/{deployment_id}/{instance_id}", guarded(get_instance), methods=["GET"]
+        ),
+        Route(
+            "/v1/instances/{deployment_id}/{instance_id}/exec",
+            guarded(exec_command),
+            methods=["POST"],
         ),
         Route(
             "/v1/instances/{deployment_id}/{instance_id}/{op:str}",

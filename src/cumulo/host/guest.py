@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.clock import Clock
-from cumulo.errors import CumuloError
+from cumulo.errors import ConflictError, CumuloError, InputError
 from cumulo.host import limits as limits_mod
 from cumulo.host import localdisk, logs, spawner, users
 from cumulo.host.channel import Channel, Peer
@@ -60,6 +60,9 @@ from cumulo.state.states import (
     can_change,
     shortest_path,
 )
+
+EXEC_OUTPUT_LIMIT = 1024 * 1024
+"""Bytes of a command's output that ``exec_command`` returns (the last ones)."""
 
 S = InstanceState
 Emit = Callable[..., None]
@@ -162,6 +165,7 @@ class Guest:
         self._task: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Task[Any]] = []
         self._prepared = False
+        self._exec_count = 0
         self._attempt_started: float | None = None
         self._reached_ready = False
         self._busy = False
@@ -598,6 +602,45 @@ class Guest:
         if not os.path.isabs(first) and path.exists():
             return [str(path), *argv[1:]]
         return argv
+
+    async def exec_command(self, argv: list[str], timeout: float) -> dict[str, Any]:
+        """Run ``argv`` in the instance's context — its user, environment, approot, limits — and
+        return ``{"exit_code", "output", "timed_out"}`` (stdout and stderr together, the last
+        ``EXEC_OUTPUT_LIMIT`` bytes). A command still running after ``timeout`` seconds is killed
+        with its whole process group. ``python`` means the role's interpreter, as in command
+        lines of the .csdef."""
+        if not argv:
+            raise InputError("An exec command needs at least a program name.")
+        if not self._prepared or self.removed:
+            raise ConflictError(
+                f"Instance '{self.key}' is {self.state.value}; a command runs only in a prepared "
+                "instance."
+            )
+        self._exec_count += 1
+        name = f"exec-{self._exec_count}"
+        log_path = Path(self.paths.logs) / f"{name}.log"
+        log_path.unlink(missing_ok=True)
+        resolved = self._argv(shlex.join(argv))
+        try:
+            process = self._spawn(resolved, self._environment(), name, self.spec.execution_context)
+        except OSError as exc:
+            raise InputError(f"Cannot run {argv[0]!r} in instance '{self.key}': {exc}.") from None
+        timed_out = False
+        try:
+            code = await asyncio.wait_for(asyncio.shield(process.exited()), timeout)
+        except TimeoutError:
+            timed_out = True
+            process.signal_group(signal.SIGKILL)
+            code = await process.exited()
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - EXEC_OUTPUT_LIMIT))
+                output = f.read().decode("utf-8", "replace")
+        except OSError:
+            output = ""
+        log_path.unlink(missing_ok=True)
+        self._emit("instance.exec", argv=argv, exit_code=code, timed_out=timed_out)
+        return {"exit_code": code, "output": output, "timed_out": timed_out}
 
     def _python(self) -> str:
         """The role's venv python when it has one, else the role interpreter."""
