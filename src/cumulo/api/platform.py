@@ -344,7 +344,12 @@ class Platform:
         management.observe = controller.snapshot
         management.wake = controller.wake
         self.controller = controller
-        app = create_app(management, token=token, logs=controller.instance_logs)
+        app = create_app(
+            management,
+            token=token,
+            logs=controller.instance_logs,
+            exec_=controller.instance_exec,
+        )
         server = _Server(uvicorn_config(app, *self.listen))
         self.server = server
         self._tasks.append(asyncio.create_task(server.serve()))
