@@ -197,6 +197,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST",
+        "/v1/services/{service}/deploymentslots/{slot}/roleinstances/{instance}/exec",
+        "instanceExec",
+        "Run a command in a role instance's context (its user, environment and approot) and "
+        "return its exit code and output",
+        "instance_exec",
+        _props(
+            ["argv"],
+            argv={"type": "array", "items": STR},
+            timeout={"type": "number", "minimum": 0, "maximum": 3600},
+        ),
+    ),
+    Endpoint(
+        "POST",
         "/v1/services/{service}/deploymentslots/{slot}/roleinstances/{instance}/{action}",
         "instanceAction",
         "Reboot, reimage or rebuild one role instance",
@@ -331,13 +344,39 @@ def _field(data: dict[str, Any], name: str, kind: type, *, required: bool = True
 LogReader = Callable[[str, str, str, str, int], Awaitable[str]]
 """(service, slot, instance, log name, tail) -> text: reads a log from the instance's host."""
 
+InstanceExec = Callable[[str, str, str, list[str], float], Awaitable[dict[str, Any]]]
+"""(service, slot, instance, argv, timeout) -> {exit_code, output, timed_out, host}: runs a
+command in an instance's context on its host."""
+
 
 class Api:
     """The request handlers; one instance per app."""
 
-    def __init__(self, management: Management, logs: LogReader | None = None) -> None:
+    def __init__(
+        self,
+        management: Management,
+        logs: LogReader | None = None,
+        exec_: InstanceExec | None = None,
+    ) -> None:
         self.m = management
         self.logs = logs
+        self.exec = exec_
+
+    async def instance_exec(self, request: Request) -> Response:
+        p = request.path_params
+        if self.exec is None:
+            raise TemporaryError("Commands run on the hosts; this API runs without them.")
+        data = await _json(request)
+        argv = _field(data, "argv", list)
+        if not argv or not all(isinstance(a, str) for a in argv):
+            raise InputError("Field 'argv' must be a non-empty list of strings.")
+        timeout = data.get("timeout", 60)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise InputError(f"Field 'timeout' is {timeout!r}; it must be a number of seconds.")
+        if not 0 < timeout <= 3600:
+            raise InputError(f"Field 'timeout' is {timeout}; it must be from 0 to 3600 seconds.")
+        result = await self.exec(p["service"], p["slot"].lower(), p["instance"], argv, timeout)
+        return JSONResponse(result)
 
     async def instance_log(self, request: Request) -> Response:
         p = request.path_params
@@ -680,9 +719,15 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def create_app(management: Management, *, token: str, logs: LogReader | None = None) -> Starlette:
+def create_app(
+    management: Management,
+    *,
+    token: str,
+    logs: LogReader | None = None,
+    exec_: InstanceExec | None = None,
+) -> Starlette:
     """The ASGI app: routes, bearer auth, problem+json errors."""
-    api = Api(management, logs)
+    api = Api(management, logs, exec_)
     document = openapi_document()
 
     async def openapi(request: Request) -> Response:

@@ -46,7 +46,8 @@ _register()
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the command line; exit with the error's exit code on a CumuloError."""
     try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        # Not standalone, click returns the code of a ``ctx.exit(code)`` instead of exiting.
+        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -62,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

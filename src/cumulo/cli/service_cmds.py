@@ -849,7 +849,49 @@ def delete(
 
 @click.group("instance")
 def instance() -> None:
-    """Reboot, reimage, rebuild or delete one role instance."""
+    """Reboot, reimage, rebuild, delete or run a command in one role instance."""
+
+
+@instance.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("service_name", metavar="SERVICE")
+@click.argument("instance_id", metavar="INSTANCE")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--slot", type=SLOT, default="production", show_default=True)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, 3600, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Seconds before the command (and its process group) is killed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def exec_command(
+    ctx: click.Context,
+    service_name: str,
+    instance_id: str,
+    command: tuple[str, ...],
+    slot: str,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Run COMMAND in an instance's context — its user, environment and approot — and exit
+    with its exit code (the self-hosted answer to Azure's remote access).
+
+    Example: cumulo instance exec guestbook WebRole_IN_0 -- python -c "print(42)"
+    """
+    with _client() as c:
+        result = c.instance_exec(service_name, slot, instance_id, list(command), timeout=timeout)
+    code = result.get("exit_code")
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(result.get("output", ""), nl=False)
+        if result.get("timed_out"):
+            click.echo(f"error: the command was killed after {timeout:g} s.", err=True)
+    if code is None:
+        ctx.exit(1)
+    ctx.exit(code if code >= 0 else 128 - code)
 
 
 def _instance_command(action: str, help_text: str) -> click.Command:

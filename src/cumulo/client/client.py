@@ -362,6 +362,16 @@ class Client:
         )
         return result
 
+    def instance_exec(
+        self, service: str, slot: str, instance: str, argv: list[str], *, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Run ``argv`` in the instance's context: ``{exit_code, output, timed_out, host}``."""
+        path = f"{self._slot(service, slot)}/roleinstances/{quote(instance, safe='')}/exec"
+        result: dict[str, Any] = self._json(
+            "POST", path, json={"argv": argv, "timeout": timeout}, timeout=timeout + 30
+        )
+        return result
+
     def instance_log(
         self, service: str, slot: str, instance: str, name: str, *, tail: int = 200
     ) -> str:

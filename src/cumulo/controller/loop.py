@@ -197,6 +197,21 @@ class Controller:
             f"No host reports instance {instance} of the {slot} deployment of {service}."
         )
 
+    async def instance_exec(
+        self, service: str, slot: str, instance: str, argv: list[str], timeout: float
+    ) -> dict[str, Any]:
+        """Run a command in an instance's context on the host that runs it (``cumulo instance
+        exec``): ``{"exit_code", "output", "timed_out", "host"}``."""
+        record = self.store.get_deployment(service, slot)
+        for view in self.views.values():
+            for inst in view.instances:
+                if inst.deployment_id == record.id and inst.instance_id == instance:
+                    result = await self.hosts[view.name].exec(record.id, instance, argv, timeout)
+                    return {**result, "host": view.name}
+        raise NotFoundError(
+            f"No host reports instance {instance} of the {slot} deployment of {service}."
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
         while not stop.is_set():

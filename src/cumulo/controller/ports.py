@@ -39,7 +39,14 @@ from cumulo.controller.records import (
     ServiceRoutes,
     SlotRoutes,
 )
-from cumulo.errors import CumuloError, InternalError, NotFoundError, TemporaryError
+from cumulo.errors import (
+    ConflictError,
+    CumuloError,
+    InputError,
+    InternalError,
+    NotFoundError,
+    TemporaryError,
+)
 
 UNKNOWN_VERSION = RoleVersion("?", "?")
 
@@ -56,6 +63,9 @@ class HostAgentPort(Protocol):
     async def push_topology(self, deployment_id: str, roles: Mapping[str, Any]) -> None: ...
     async def logs(self, deployment_id: str, instance_id: str, name: str, tail: int) -> str: ...
     async def events(self, since: int) -> list[dict[str, Any]]: ...
+    async def exec(
+        self, deployment_id: str, instance_id: str, argv: Sequence[str], timeout: float
+    ) -> dict[str, Any]: ...
 
 
 class LoadBalancerPort(Protocol):
@@ -286,6 +296,32 @@ class HostAgentHttp(_Http):
         return await self.text(
             f"/v1/instances/{deployment_id}/{instance_id}/logs/{name}", params={"tail": tail}
         )
+
+    async def exec(
+        self, deployment_id: str, instance_id: str, argv: Sequence[str], timeout: float
+    ) -> dict[str, Any]:
+        """Run a command in an instance's context on this host; the host's own refusals (a bad
+        command 400, an unknown instance 404, an instance not running 409) keep their kind."""
+        path = f"/v1/instances/{deployment_id}/{instance_id}/exec"
+        try:
+            response = await self.client.post(
+                path, json={"argv": list(argv), "timeout": timeout}, timeout=timeout + 15
+            )
+        except httpx.TransportError as exc:
+            raise TemporaryError(f"{self.url} did not answer ({type(exc).__name__}).") from None
+        if response.status_code >= 400:
+            try:
+                detail = str(response.json().get("detail", response.text))
+            except ValueError:
+                detail = response.text[:300]
+            kinds: dict[int, type[CumuloError]] = {
+                400: InputError,
+                404: NotFoundError,
+                409: ConflictError,
+            }
+            raise kinds.get(response.status_code, TemporaryError)(detail)
+        result: dict[str, Any] = response.json()
+        return result
 
 
 class LoadBalancerHttp(_Http):

@@ -259,6 +259,18 @@ def test_deploy_swap_scale_config_and_ctrl_c(serve: Serve, tmp_path: Path) -> No
     vip = staging["vips"]["Http"]
     assert get(vip) == "version 1 hello"
 
+    # instance exec: a command in the instance's context, its exit code the CLI's
+    env = "import os; print(os.environ['GREETING'], os.environ['CUMULO_ROLE_INSTANCE_ID'])"
+    out = serve.cli("instance", "exec", "hello", "Web_IN_1", "--slot", "staging", "--", "python",
+                    "-c", env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["hello", "Web_IN_1"]
+    out = serve.cli("instance", "exec", "hello", "Web_IN_0", "--slot", "staging", "--", "python",
+                    "-c", "raise SystemExit(7)")  # fmt: skip
+    assert out.returncode == 7, out.stderr
+    out = serve.cli("instance", "exec", "hello", "Web_IN_9", "--slot", "staging", "--", "true")
+    assert out.returncode == 3 and "Web_IN_9" in out.stderr, out.stderr
+
     c = serve.client
     c.wait(c.swap("hello")["id"], timeout=60)
     prod = c.get_deployment("hello", "production")
