@@ -514,6 +514,9 @@ class Controller:
             fault_domain=fault_domain,
             approot_root=root,
             emulated=self.emulated,
+            certificates={
+                c.thumbprint: c.pem for c in self.store.list_certificates(record.service)
+            },
         )
         return spec.to_json()
 

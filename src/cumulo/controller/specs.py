@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from cumulo.errors import UnsupportedError
+from cumulo.model.configuration import RoleConfiguration
 from cumulo.model.definition import (
     NetFxEntryPoint,
     ProgramEntryPoint,
@@ -27,6 +29,7 @@ from cumulo.model.definition import (
 from cumulo.model.service import Service
 from cumulo.model.vmsizes import vm_size
 from cumulo.state.spec import (
+    CertificateSpec,
     EndpointSpec,
     EnvVarSpec,
     InstanceSpec,
@@ -138,7 +141,10 @@ def instance_spec(
     fault_domain: int,
     approot_root: Path,
     emulated: bool = False,
+    certificates: Mapping[str, str] | None = None,
 ) -> InstanceSpec:
+    """The spec of one instance. ``certificates`` maps the service's stored thumbprints to their
+    PEM (certificate and private key); every certificate the role declares must be in it."""
     sd, sc = service.definition, service.configuration
     role = sd.role(role_name)
     if role is None:
@@ -209,4 +215,34 @@ def instance_spec(
         settings=tuple(sorted(rc.setting_values.items())) if rc else (),
         probes=tuple(probes),
         emulated=emulated,
+        certificates=_certificates(role, rc, certificates or {}),
     )
+
+
+def _certificates(
+    role: Role, rc: RoleConfiguration | None, stored: Mapping[str, str]
+) -> tuple[CertificateSpec, ...]:
+    thumbprints = {c.name: c.thumbprint.upper() for c in rc.certificates} if rc else {}
+    out: list[CertificateSpec] = []
+    for declared in role.certificates:
+        thumbprint = thumbprints.get(declared.name)
+        if thumbprint is None:
+            continue  # validation reports a declared certificate without a thumbprint
+        pem = stored.get(thumbprint)
+        if pem is None:
+            raise UnsupportedError(
+                f"Certificate '{declared.name}' of role '{role.name}' has thumbprint {thumbprint}"
+                ", which is no longer in the service's certificate store; add it again with "
+                "'cumulo cert add'."
+            )
+        out.append(
+            CertificateSpec(
+                name=declared.name,
+                thumbprint=thumbprint,
+                pem=pem,
+                store_location=declared.store_location,
+                store_name=declared.store_name,
+                permission_level=declared.permission_level,
+            )
+        )
+    return tuple(out)

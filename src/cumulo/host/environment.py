@@ -138,7 +138,24 @@ def platform_variables(
             env[f"CUMULO_ENDPOINT_{env_name(ep.name)}_ADDRESS"] = placement.address
     for name, path in paths.local.items():
         env[f"CUMULO_LOCAL_RESOURCE_{env_name(name)}"] = path
+    if spec.certificates:
+        env["CUMULO_CERTIFICATES_DIR"] = certificates_dir(paths)
+        for cert in spec.certificates:
+            crt, key = certificate_files(paths, cert.thumbprint)
+            env[f"CUMULO_CERTIFICATE_{env_name(cert.name)}"] = crt
+            if "PRIVATE KEY-----" in cert.pem:
+                env[f"CUMULO_CERTIFICATE_{env_name(cert.name)}_KEY"] = key
     return env
+
+
+def certificates_dir(paths: InstancePaths) -> str:
+    return os.path.join(paths.root, "certificates")
+
+
+def certificate_files(paths: InstancePaths, thumbprint: str) -> tuple[str, str]:
+    """Paths of a certificate's ``<THUMBPRINT>.crt`` and its private key ``<THUMBPRINT>.key``."""
+    base = os.path.join(certificates_dir(paths), thumbprint.upper())
+    return base + ".crt", base + ".key"
 
 
 def snapshot(

@@ -44,6 +44,8 @@ from cumulo.host.channel import Channel, Peer
 from cumulo.host.environment import (
     InstancePaths,
     Placement,
+    certificate_files,
+    certificates_dir,
     platform_variables,
     resolve_variables,
     snapshot,
@@ -446,6 +448,7 @@ class Guest:
         for d in (self.paths.temp, self.paths.logs, *self.paths.local.values()):
             Path(d).mkdir(parents=True, exist_ok=True)
         self._mount_local_storage(owner)
+        self._write_certificates(owner)
         if os.geteuid() == 0 and owner.switches:
             for top in (approot, Path(self.paths.temp), *map(Path, self.paths.local.values())):
                 _chown_tree(top, owner.uid, owner.gid)
@@ -462,7 +465,7 @@ class Guest:
         self.limits.value = limits_mod.create(
             self._cgroup_name(), spec.limits, use_cgroups=self.ctx.settings.use_cgroups
         )
-        (self.root / "spec.json").write_text(spec.dumps())
+        _write_private(self.root / "spec.json", spec.dumps())  # may hold private keys
         self._prepared = True
 
     async def _ensure_role_env(self) -> None:
@@ -488,6 +491,30 @@ class Guest:
                 {"kind": e.kind, "path": str(e.path), "built": e.built_now} for e in envs
             ],
         )
+
+    def _write_certificates(self, owner: users.RunAs) -> None:
+        """The role's certificates as files: ``<THUMBPRINT>.crt`` (readable by all) and, when
+        the store holds its private key, ``<THUMBPRINT>.key`` (0600, owned by the instance's
+        user, or by the agent's for ``permissionLevel="elevated"``). Rewritten at every start,
+        so a new thumbprint in the .cscfg takes effect with the recycle it causes."""
+        directory = Path(certificates_dir(self.paths))
+        shutil.rmtree(directory, ignore_errors=True)
+        if not self.spec.certificates:
+            return
+        directory.mkdir(parents=True)
+        os.chmod(directory, 0o711)
+        for cert in self.spec.certificates:
+            crt, key = certificate_files(self.paths, cert.thumbprint)
+            blocks = _pem_blocks(cert.pem)
+            public = "".join(b for b in blocks if "PRIVATE KEY-----" not in b)
+            secret = "".join(b for b in blocks if "PRIVATE KEY-----" in b)
+            Path(crt).write_text(public)
+            os.chmod(crt, 0o644)
+            if secret:
+                _write_private(Path(key), secret)
+                elevated_only = cert.permission_level == "elevated"
+                if os.geteuid() == 0 and owner.switches and not elevated_only:
+                    os.chown(key, owner.uid, owner.gid)
 
     def _mount_local_storage(self, owner: users.RunAs) -> None:
         """Hard quotas: one loop-mounted filesystem per LocalStorage (see ``localdisk``)."""
@@ -1131,7 +1158,7 @@ class Guest:
         with contextlib.suppress(OSError):
             tmp.write_text(json.dumps(record))
             tmp.replace(self.root / "record.json")
-            (self.root / "spec.json").write_text(self.spec.dumps())
+            _write_private(self.root / "spec.json", self.spec.dumps())
 
 
 def _sentence(exc: BaseException) -> str:
@@ -1241,3 +1268,26 @@ def pick_free_port(address: str) -> int:
 
 
 __all__ = ["Guest", "HostContext", "field", "pick_free_port"]
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file only its owner can read (created 0600, never wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(f.fileno(), 0o600)
+        f.write(text)
+
+
+def _pem_blocks(pem: str) -> list[str]:
+    """The ``-----BEGIN ...-----`` ... ``-----END ...-----`` blocks of a PEM text."""
+    blocks: list[str] = []
+    current: list[str] = []
+    for line in pem.splitlines():
+        if line.startswith("-----BEGIN"):
+            current = [line]
+        elif current:
+            current.append(line)
+            if line.startswith("-----END"):
+                blocks.append("\n".join(current) + "\n")
+                current = []
+    return blocks

@@ -114,6 +114,21 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True)
+class CertificateSpec:
+    """A certificate of the role (``Certificates/Certificate`` in the .csdef, thumbprint from the
+    .cscfg) with its PEM: the certificate, then its private key when the store has one. The
+    host writes it into the instance (see docs/roles.md, "Certificates")."""
+
+    name: str
+    thumbprint: str
+    pem: str
+    store_location: str = "LocalMachine"
+    store_name: str = "My"
+    permission_level: str = "limitedOrElevated"
+    """``elevated``: only elevated processes may read the private key."""
+
+
+@dataclass(frozen=True)
 class LimitsSpec:
     """Resources of the role's vmsize."""
 
@@ -151,6 +166,7 @@ class InstanceSpec:
     emulated: bool = False
     role_env: str | None = None
     """Path of the role's dependency environment (issue 8), when it has one."""
+    certificates: tuple[CertificateSpec, ...] = ()
 
     @property
     def key(self) -> str:
