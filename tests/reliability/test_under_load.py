@@ -63,16 +63,6 @@ def test_scale_three_six_two(serve: Serve, tmp_path: Path) -> None:
     assert set(serve.statuses("scale").values()) == {"ReadyRole"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "platform (host restart policy, cumulo.state.restart defaults): an instance killed again "
-        "within reset_after=60 s waits base*2^(n-1) = 0.5, 1, 2, 4 s before it restarts, even "
-        "though it had reached ReadyRole; with 3 instances killed in turn every second, the "
-        "third round (t=6,7,8 s) leaves none in rotation for a moment and the LB resets new "
-        "connections (thousands of 'Server disconnected'). A single kill heals in ~0.75 s."
-    ),
-)
 def test_kill_an_instance_every_second_for_ten_seconds(serve: Serve, tmp_path: Path) -> None:
     """Each second, kill -9 the next instance in turn (Web_IN_0, 1, 2, 0, ...)."""
     url = serve.deploy("kills", write_tiny(tmp_path / "k", name="kills", version="1"))

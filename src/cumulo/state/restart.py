@@ -6,7 +6,7 @@ being retried at the capped delay and shows as ``CyclingRole`` (``FailedStarting
 startup task or the preparation that keeps failing), with the last exit code and the reason.
 
 Defaults: first delay 0.5 s, doubling, capped at 60 s, ±20 % jitter; the count of consecutive
-failures resets when the instance ran for ``reset_after`` (60 s) before failing; the third
+failures resets when the instance ran for ``reset_after`` (1 s) before failing; the third
 consecutive failure turns ``RestartingRole`` into ``CyclingRole``. No clock is read here: ``now``
 and the jitter draw ``rand`` (in [0, 1)) are passed in, so tests assert exact delays.
 """
@@ -51,8 +51,11 @@ class RestartPolicy:
     """The delay never exceeds this (jitter included)."""
     jitter: float = 0.2
     """Fraction of the delay added or removed at random (0.2 = ±20 %)."""
-    reset_after: float = 60.0
-    """A run at least this long before failing resets the consecutive-failure count."""
+    reset_after: float = 1.0
+    """A run at least this long before failing resets the consecutive-failure count, so it waits
+    only ``base`` again (supervisord's ``startsecs``): backoff and CyclingRole are for programs
+    that fail as they start, while a healthy instance that is killed — by a crash, the OOM
+    killer or ``kill -9`` — is back in rotation within a second, however often it happens."""
     cycling_after: int = 3
     """From this many consecutive failures on, the instance shows CyclingRole/FailedStartingRole."""
     recycle_delay: float = 0.0
@@ -124,7 +127,13 @@ def next_action(
     """Decide the delay and the waiting state after ``failure`` at time ``now``."""
     if not 0.0 <= rand < 1.0:
         raise ValueError(f"rand must be in [0, 1), got {rand!r}")
-    stable = failure.started_at is not None and now - failure.started_at >= policy.reset_after
+    # Only a run of the entry point can be stable: a startup task or a preparation that keeps
+    # failing, however slowly, is a loop before the instance ever ran.
+    stable = (
+        failure.kind not in (FailureKind.STARTUP_TASK, FailureKind.PREPARE)
+        and failure.started_at is not None
+        and now - failure.started_at >= policy.reset_after
+    )
     if failure.kind is FailureKind.RECYCLE:
         # A recycle the role asked for is not a failure; a stable run also resets the count.
         consecutive = 0 if stable else history.consecutive

@@ -31,7 +31,7 @@ def test_delays_double_from_half_a_second_to_the_cap() -> None:
     states = []
     for _ in range(10):
         started = clock.monotonic()
-        clock.advance(1.0)
+        clock.advance(0.5)
         d = next_action(NO_JITTER, history, crash(started), now=clock.monotonic(), rand=0.5)
         history = d.history
         delays.append(d.delay)
@@ -45,14 +45,14 @@ def test_delays_double_from_half_a_second_to_the_cap() -> None:
 
 def test_a_stable_run_resets_the_count() -> None:
     history = RestartHistory(consecutive=7, total=7)
-    d = next_action(NO_JITTER, history, crash(0.0), now=60.0, rand=0.0)
+    d = next_action(NO_JITTER, history, crash(0.0), now=1.0, rand=0.0)
     assert d.delay == 0.5 and d.state is InstanceState.RESTARTING
     assert d.history.consecutive == 1 and d.history.total == 8
 
 
 def test_a_short_run_does_not_reset() -> None:
     history = RestartHistory(consecutive=7, total=7)
-    d = next_action(NO_JITTER, history, crash(0.0), now=59.9, rand=0.0)
+    d = next_action(NO_JITTER, history, crash(0.0), now=0.9, rand=0.0)
     assert d.history.consecutive == 8 and d.delay == 60.0
 
 
@@ -72,7 +72,7 @@ def test_startup_task_loops_show_failed_starting() -> None:
 def test_requested_recycle_is_not_a_failure() -> None:
     history = RestartHistory(consecutive=2, total=2)
     d = next_action(
-        NO_JITTER, history, Failure(FailureKind.RECYCLE, 0.0, None, "asked"), now=1.0, rand=0.0
+        NO_JITTER, history, Failure(FailureKind.RECYCLE, 0.0, None, "asked"), now=0.5, rand=0.0
     )
     assert d.delay == 0.0 and d.state is InstanceState.RESTARTING
     assert d.history.consecutive == 2 and d.history.total == 3
@@ -125,3 +125,13 @@ def test_delay_bounds_and_jitter_range(
 def test_raw_delay_grows_and_never_exceeds_the_cap(policy: RestartPolicy, n: int) -> None:
     assert raw_delay(policy, n) <= raw_delay(policy, n + 1) <= policy.cap
     assert raw_delay(policy, 1) == policy.base
+
+
+@given(policies, st.integers(0, 200), st.floats(0.0, 1000.0))
+def test_failures_before_the_entry_point_never_reset_the_count(
+    policy: RestartPolicy, before: int, ran: float
+) -> None:
+    history = RestartHistory(consecutive=before, total=before)
+    for kind in (FailureKind.STARTUP_TASK, FailureKind.PREPARE):
+        d = next_action(policy, history, Failure(kind, 0.0, 1, "failed"), now=ran, rand=0.5)
+        assert d.history.consecutive == before + 1
