@@ -146,6 +146,10 @@ class Controller:
         """host -> instance key -> the host's observed record (as reported)."""
         self.pending: dict[str, tuple[float | None, float]] = {}
         """key -> (the instance's ``since`` when the change was asked, when it was asked)."""
+        self.prepared: set[tuple[str, str, str]] = set()
+        """(deployment, role, code) whose dependency environment every host has built."""
+        self.roleenv_failures: dict[tuple[str, str], str] = {}
+        """(deployment, role) -> the last build failure put into its event history."""
         self.lb_applied: dict[str, ServiceRoutes] = {}
         self.lb_version: dict[str, int] = {}
         self.vips: dict[tuple[str, str], dict[str, str]] = {}
@@ -243,6 +247,7 @@ class Controller:
         except CumuloError as exc:
             failed = True
             self.log.warning("resync.failed", error=exc.message)
+        desired = replace(desired, unprepared=await self._prepare_environments(records, desired))
         plan = reconcile(desired, observed, now=now, settings=self.settings.reconcile)
         self.last_plan = plan
         if plan.actions:
@@ -268,6 +273,70 @@ class Controller:
             return min(self.settings.backoff_cap, delay)
         self.errors = 0
         return plan.requeue_after or self.settings.idle_interval
+
+    # -- role dependency environments --------------------------------------------------------
+
+    async def _prepare_environments(
+        self, records: dict[str, DeploymentRecord], desired: Desired
+    ) -> frozenset[tuple[str, str]]:
+        """The (deployment, role) pairs whose new code's dependency environment is not built on
+        every fresh host yet. For each role an update walk is moving to new code, every host is
+        asked to build it (``POST /v1/prepare``) before any instance stops; until all answer
+        ready, reconcile recycles none of the role's instances. A failed build is an event in
+        the deployment's history (with pip's or npm's last lines) and is tried again."""
+        unprepared: set[tuple[str, str]] = set()
+        running = {
+            (i.deployment_id, i.role, i.version.code)
+            for view in self.views.values()
+            for i in view.instances
+        }
+        for dep in desired.deployments:
+            record = records.get(dep.id)
+            if dep.walk is None or record is None:
+                continue
+            for role in dep.roles:
+                key = (dep.id, role.name, role.version.code)
+                old_code = any(
+                    d == dep.id and r == role.name and c != role.version.code for d, r, c in running
+                )
+                if key in self.prepared or not old_code:
+                    continue
+                if not await self._prepared_everywhere(record, role.name, role.version):
+                    unprepared.add((dep.id, role.name))
+                else:
+                    self.prepared.add(key)
+        return frozenset(unprepared)
+
+    async def _prepared_everywhere(
+        self, record: DeploymentRecord, role: str, version: RoleVersion
+    ) -> bool:
+        ready = True
+        for name, host in sorted(self.hosts.items()):
+            view = self.views.get(name)
+            if view is None or view.seen_at is None:
+                continue  # a host that is away builds at its instances' start, as usual
+            try:
+                spec = self._spec(record, role, f"{role}_IN_0", version, 0, host.fault_domain)
+                answers = await host.prepare([spec])
+            except CumuloError as exc:
+                self.log.warning("roleenv.unknown", host=name, role=role, error=exc.message)
+                return False
+            for answer in answers:
+                state = str(answer.get("state"))
+                if state == "ready":
+                    continue
+                ready = False
+                detail = str(answer.get("detail") or "")
+                if state == "failed" and self.roleenv_failures.get((record.id, role)) != detail:
+                    self.roleenv_failures[(record.id, role)] = detail
+                    self._event(
+                        record.service,
+                        "roleenv.failed",
+                        slot=record.slot,
+                        deployment_id=record.id,
+                        fields={"role": role, "host": name, "detail": detail},
+                    )
+        return ready
 
     # -- host events and topology ----------------------------------------------------------
 

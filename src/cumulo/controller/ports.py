@@ -66,6 +66,7 @@ class HostAgentPort(Protocol):
     async def exec(
         self, deployment_id: str, instance_id: str, argv: Sequence[str], timeout: float
     ) -> dict[str, Any]: ...
+    async def prepare(self, specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]: ...
 
 
 class LoadBalancerPort(Protocol):
@@ -296,6 +297,12 @@ class HostAgentHttp(_Http):
         return await self.text(
             f"/v1/instances/{deployment_id}/{instance_id}/logs/{name}", params={"tail": tail}
         )
+
+    async def prepare(self, specs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Ask the host to build the dependency environments of these specs' roles; one item
+        per role folder with ``state`` ready, building or failed (``POST /v1/prepare``)."""
+        data = await self.call("POST", "/v1/prepare", json={"instances": list(specs)})
+        return list(data.get("roles", []))
 
     async def exec(
         self, deployment_id: str, instance_id: str, argv: Sequence[str], timeout: float

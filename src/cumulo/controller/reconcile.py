@@ -151,6 +151,8 @@ class _Pass:
         # (deployment id, instance id) -> the copy that stays, for routes and walk progress.
         self.kept: dict[tuple[str, str], ObservedInstance] = {}
         self.touched: set[tuple[str, str]] = set()
+        # Instances whose upgrade waits for their role's dependency environment.
+        self.preparing: set[tuple[str, str]] = set()
 
     def fresh(self, inst: ObservedInstance) -> bool:
         return self.freshness.get(inst.host) is Freshness.FRESH
@@ -202,8 +204,12 @@ class _Pass:
                     walk.current(ud) or (walk.reached(ud) and not keep.ready)
                 ):
                     continue  # the walk has not reached this instance's update domain
+                code_changes = keep.version.code != role.version.code
+                if code_changes and (dep.id, role.name) in self.desired.unprepared:
+                    self.preparing.add(key)
+                    continue  # its new dependency environment is not built yet
                 self.touched.add(key)
-                if keep.version.code != role.version.code:
+                if code_changes:
                     self.recycles.append(
                         RecycleInstance(dep.id, iid, keep.host, role.version, RecycleReason.UPGRADE)
                     )
@@ -285,6 +291,13 @@ class _Pass:
                     or not inst.ready
                 ):
                     pending.append(key[1])
+        if any((dep.id, iid) in self.preparing for iid in pending):
+            roles = sorted({r for d, r in self.desired.unprepared if d == dep.id})
+            self.waiting.append(
+                f"Update domain {walk.domain} of {dep.id} waits for the dependency environment "
+                f"of role {', '.join(roles)} to be built on every host; no instance stops before."
+            )
+            return
         if pending:
             timed_out = self.now - walk.domain_started_at >= walk.instance_timeout
             acting = any(

@@ -256,6 +256,10 @@ class Desired:
     deployments: tuple[DesiredDeployment, ...]
     complete: bool = True
     """False when the store could not be read in full: nothing unknown is then stopped."""
+    unprepared: frozenset[tuple[str, str]] = frozenset()
+    """(deployment id, role) whose wanted code needs a dependency environment that is not yet
+    built on every host: no instance of that role is recycled to it until it is, so a broken
+    or slow requirements file never takes an instance down."""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cumulo.clock import Clock, SystemClock
-from cumulo.errors import ConflictError, InputError, NotFoundError
+from cumulo.errors import ConflictError, CumuloError, InputError, NotFoundError
 from cumulo.host import limits, localdisk, runtime
 from cumulo.host.addresses import allocate_address, assign_ports, base_for_host
 from cumulo.host.environment import Placement
@@ -37,6 +37,9 @@ from cumulo.host.settings import HostSettings
 from cumulo.log import get_logger
 from cumulo.state.spec import InstanceSpec
 from cumulo.state.states import InstanceState
+
+RETRY_BUILD_AFTER = 10.0
+"""Seconds before ``prepare`` tries a failed role environment build again."""
 
 _log = get_logger(component="host.agent")
 
@@ -62,6 +65,8 @@ class HostAgent:
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._lock = asyncio.Lock()
         self.ctx: HostContext | None = None
+        self._builds: dict[str, tuple[asyncio.Task[Any], float]] = {}
+        """Role environment builds started by ``prepare``: source -> (task, start time)."""
         self.epoch = round(self.clock.wall(), 3)
         """When this agent started: event ``seq`` numbers restart with a new epoch."""
 
@@ -319,6 +324,57 @@ class HostAgent:
     async def exec(self, key: str, argv: list[str], timeout: float) -> dict[str, Any]:
         """Run a command in an instance's context (see ``Guest.exec_command``)."""
         return await self.guest(key).exec_command(argv, timeout)
+
+    async def prepare(self, specs: Iterable[InstanceSpec]) -> list[dict[str, Any]]:
+        """Build the dependency environments these specs' roles need, ahead of any instance
+        (the controller asks before an upgrade walk stops one). Answers at once, one item per
+        role folder: ``{"role", "source", "state": "ready" | "building" | "failed",
+        "detail"}``. A failed build is tried again by a later call after ``RETRY_BUILD_AFTER``
+        seconds; instances built afterwards find the environment in the cache."""
+        from cumulo.host import roleenv
+
+        assert self.ctx is not None, "start() the agent first"
+        options = roleenv.options_from_environ(
+            base=roleenv.BuildOptions(python=self.ctx.interpreter)
+        )
+        cache = self.data_dir / "roleenv"
+        out: list[dict[str, Any]] = []
+        by_source = {s.approot_source: s.role for s in specs}
+        for source, role in sorted(by_source.items()):
+            item: dict[str, Any] = {"role": role, "source": source, "detail": ""}
+            out.append(item)
+            try:
+                declared = roleenv.detect(Path(source)).declared
+                built = declared and roleenv.lookup(source, cache, options) is not None
+            except CumuloError as exc:
+                item.update(state="failed", detail=exc.message)
+                continue
+            if not declared or built:
+                item["state"] = "ready"
+                continue
+            task, started = self._builds.get(source, (None, 0.0))
+            failed_long_ago = (
+                task is not None
+                and task.done()
+                and task.exception() is not None
+                and self.clock.monotonic() - started >= RETRY_BUILD_AFTER
+            )
+            if task is None or failed_long_ago:
+                task = asyncio.create_task(
+                    asyncio.to_thread(roleenv.ensure, source, cache, options)
+                )
+                self._builds[source] = (task, self.clock.monotonic())
+                self.emit("roleenv.building", None, role=role, source=source)
+            if not task.done():
+                item["state"] = "building"
+                continue
+            error = task.exception()
+            if error is None:
+                item["state"] = "ready"
+            else:
+                detail = error.message if isinstance(error, CumuloError) else str(error)
+                item.update(state="failed", detail=detail)
+        return out
 
     def set_topology(self, deployment_id: str, roles: dict[str, list[dict[str, Any]]]) -> None:
         self.topology[deployment_id] = roles

@@ -17,6 +17,11 @@ Instance keys are ``<deployment_id>/<instance_id>``; bodies and answers are JSON
     [...], "recycled": [...], "unchanged": [...]}``; progress shows in the observed states.
     An ``InstanceSpec`` is ``cumulo.state.spec.InstanceSpec.to_json()`` (every field documented
     there); a bad one is a 400 naming the field.
+``POST /v1/prepare``
+    Body ``{"instances": [InstanceSpec...]}``: builds the role dependency environments these
+    specs need (``cumulo.host.roleenv``), touching no instance. Answers at once ``{"roles":
+    [{"role", "source", "state": "ready" | "building" | "failed", "detail"}]}``; call again to
+    poll. The controller calls it before it stops any instance for an upgrade.
 ``GET  /v1/instances[?deployment_id=d1]``
     ``{"host": "host-0", "instances": [observed...]}``; one observed instance is ``{"key",
     "deployment_id", "service", "slot", "role", "instance_id", "update_domain", "fault_domain",
@@ -133,6 +138,18 @@ def create_app(agent: HostAgent, token: str, *, manage_agent: bool = False) -> S
             raise InputError("deployment_id must be a string.")
         return JSONResponse(await agent.apply(specs, scope=scope))
 
+    async def prepare(request: Request) -> Response:
+        data = await body(request)
+        if not isinstance(data, dict) or not isinstance(data.get("instances"), list):
+            raise InputError('The body must be {"instances": [...]}.')
+        specs = []
+        for i, item in enumerate(data["instances"]):
+            try:
+                specs.append(InstanceSpec.from_json(item))
+            except ValueError as exc:
+                raise InputError(f"instances[{i}]: {exc}") from None
+        return JSONResponse({"roles": await agent.prepare(specs)})
+
     async def list_instances(request: Request) -> Response:
         dep = request.query_params.get("deployment_id")
         return JSONResponse({"host": agent.host_id, "instances": agent.observed(dep)})
@@ -218,6 +235,7 @@ def create_app(agent: HostAgent, token: str, *, manage_agent: bool = False) -> S
         Route("/v1/health", guarded(health), methods=["GET"]),
         Route("/v1/instances", guarded(put_instances), methods=["PUT"]),
         Route("/v1/instances", guarded(list_instances), methods=["GET"]),
+        Route("/v1/prepare", guarded(prepare), methods=["POST"]),
         Route(
             "/v1/instances/{deployment_id}/{instance_id}", guarded(get_instance), methods=["GET"]
         ),

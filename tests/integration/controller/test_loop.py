@@ -130,6 +130,10 @@ class FakeHost:
     async def push_topology(self, deployment_id: str, roles: Mapping[str, Any]) -> None:
         self.topologies.append((deployment_id, roles))
 
+    async def prepare(self, specs: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        self._check()
+        return [{"role": s["role"], "source": s["approot_source"], "state": "ready"} for s in specs]
+
 
 class Rig:
     def __init__(self, tmp: Path, hosts: int = 2) -> None:

@@ -102,10 +102,11 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "") 
 
 
 class Serve:
-    def __init__(self, data: Path) -> None:
+    def __init__(self, data: Path, extra_env: dict[str, str] | None = None) -> None:
         self.data = data
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULO_")}
         self.env["CUMULO_HOME"] = str(data)
+        self.env.update(extra_env or {})
         self.log = open(data.parent / "serve.log", "a")  # noqa: SIM115
         self.start()
 
@@ -193,11 +194,12 @@ class Serve:
         self.log.close()
 
 
-@pytest.fixture
-def serve() -> Iterator[Serve]:
+@contextlib.contextmanager
+def serving(extra_env: dict[str, str] | None = None) -> Iterator[Serve]:
+    """A ``cumulo serve`` in a fresh data directory; everything it started is gone after."""
     base = Path(tempfile.mkdtemp(dir="/tmp", prefix="cumulo-e2e-"))
     os.chmod(base, 0o711)
-    s = Serve(base / "data")
+    s = Serve(base / "data", extra_env)
     try:
         yield s
     finally:
@@ -206,6 +208,12 @@ def serve() -> Iterator[Serve]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def serve() -> Iterator[Serve]:
+    with serving() as s:
+        yield s
 
 
 def agent_info(path: Path) -> dict[str, Any] | None:
@@ -490,3 +498,36 @@ def test_reboot_reimage_rebuild_keep_or_wipe_local_storage(serve: Serve, tmp_pat
         out = serve.cli("instance", action, "disks", "Worker_IN_0", "--timeout", "60")
         assert out.returncode == 0, out.stderr
         wait_until(lambda line=line: last_line() == line, 30, f"{action}: {line}")
+
+
+def test_an_upgrade_whose_requirements_fail_to_build_stops_no_instance(tmp_path: Path) -> None:
+    """The new package's role environment is built on every host before the walk stops an
+    instance; a requirement that cannot be installed leaves every instance running."""
+    with serving({"CUMULO_PIP_NO_INDEX": "1"}) as serve:
+        port = free_port()
+        out = serve.cli("deploy", "hello", str(write_service(tmp_path / "v1", port)))
+        assert out.returncode == 0, out.stderr + serve.logs()
+        c = serve.client
+        vip = c.get_deployment("hello", "production")["vips"]["Http"]
+        before = instance_pids(serve.data)
+
+        v2 = write_service(tmp_path / "v2", port, "2")
+        (v2 / "Web" / "requirements.txt").write_text("cumulo-no-such-distribution==1.0\n")
+        out = serve.cli("upgrade", "hello", str(v2), "--no-wait")
+        assert out.returncode == 0, out.stderr
+
+        failed = wait_until(
+            lambda: [e for e in c.events("hello") if e["name"] == "roleenv.failed"],
+            60,
+            "the failed build in the deployment's events",
+        )
+        assert "cumulo-no-such-distribution" in json.dumps(failed[0])
+        assert instance_pids(serve.data) == before  # nothing stopped or restarted
+        assert {get(vip) for _ in range(6)} == {"version 1 hello"}
+        view = c.get_deployment("hello", "production")
+        assert view["upgrade"] is not None
+        assert {i["status"] for i in view["instances"]} == {"ReadyRole"}
+
+        out = serve.cli("rollback", "hello", "--timeout", "60")
+        assert out.returncode == 0, out.stderr
+        assert instance_pids(serve.data) == before

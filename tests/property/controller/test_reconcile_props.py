@@ -187,6 +187,20 @@ def test_a_walk_stops_no_ready_instance_outside_the_current_domain(
 
 
 @COMMON
+@given(worlds())
+def test_no_instance_is_recycled_to_code_whose_environment_is_not_built(
+    world: tuple[Desired, Observed],
+) -> None:
+    desired, observed = world
+    unprepared = frozenset((d.id, r.name) for d in desired.deployments for r in d.roles)
+    plan = reconcile(replace(desired, unprepared=unprepared), observed, now=NOW)
+    by_key = {(i.deployment_id, i.instance_id): i for h in observed.hosts for i in h.instances}
+    for action in plan.of_type(RecycleInstance):
+        inst = by_key[(action.deployment_id, action.instance_id)]
+        assert inst.version.code == action.version.code, action  # settings-only recycles
+
+
+@COMMON
 @given(worlds(seen=st.sampled_from([STALE, None])))
 def test_a_stale_observation_stops_and_places_nothing(world: tuple[Desired, Observed]) -> None:
     desired, observed = world

@@ -153,6 +153,21 @@ def test_an_auto_upgrade_walks_one_domain_at_a_time() -> None:
     assert len(plan.of_type(FinishWalk)) == 1
 
 
+def test_an_upgrade_waits_for_its_dependency_environment_and_stops_nothing() -> None:
+    d, obs = converge(dep(4, udc=2), world())
+    up = walks.begin(d, kind=WalkKind.UPGRADE, versions={"Web": V2}, now=NOW, instance_timeout=0)
+    # Past the per-instance timeout: the walk still does not move on without the build.
+    plan = reconcile(Desired((up,), unprepared=frozenset({("d1", "Web")})), obs, now=NOW + 1)
+    assert plan.of_type(RecycleInstance) == [] and plan.of_type(StopInstance) == []
+    assert plan.of_type(AdvanceWalk) == [] and plan.of_type(FinishWalk) == []
+    assert "dependency environment of role Web" in " ".join(plan.waiting)
+    routes = plan.of_type(SetRoutes)  # every instance stays in rotation
+    assert all(len(r.routes.production.endpoints[0].backends) == 4 for r in routes)  # type: ignore[union-attr]
+    # Built: the walk goes on as usual.
+    plan = reconcile(Desired((up,)), obs, now=NOW + 2)
+    assert sorted(a.instance_id for a in plan.of_type(RecycleInstance)) == ["Web_IN_0", "Web_IN_2"]
+
+
 def test_a_manual_walk_waits_before_each_domain() -> None:
     d, obs = converge(dep(4, udc=2), world())
     up = walks.begin(
