@@ -2,9 +2,10 @@
 
 - ``role_versions(definition, configuration, package_digest)``: each role's ``RoleVersion``.
   ``code`` digests the package digest, the role's definition (its dataclass ``repr``, which
-  leaves out line numbers), its certificate thumbprints and the guest OS of the .cscfg: anything
-  in it changes means a recycle. ``settings`` digests the setting values, which an instance with
-  an SDK connection takes in place (``model.diff`` agrees: setting values are in-place changes).
+  leaves out line numbers), its certificate thumbprints, the guest OS of the .cscfg and the
+  values of settings its processes receive as environment variables (read once at start):
+  anything in it changes means a recycle. ``settings`` digests the other setting values, which
+  an instance with an SDK connection takes in place (``Changing``/``Changed``).
   A new cumulo release whose model prints a role differently recycles that role once.
 - ``from_model``: a ``DesiredDeployment`` for a new deployment.
 - ``to_document`` / ``from_document``: the JSON the store keeps as the deployment's ``document``.
@@ -35,6 +36,7 @@ from cumulo.controller.records import (
 from cumulo.errors import InputError, PackageError
 from cumulo.model.configuration import ServiceConfiguration
 from cumulo.model.definition import Role, ServiceDefinition
+from cumulo.model.xpaths import XPathKind, parse_xpath
 
 DEFINITION_ENTRY = "ServiceDefinition.csdef"
 MAX_DEFINITION_BYTES = 4 * 1024 * 1024
@@ -48,6 +50,21 @@ def _digest(*parts: str) -> str:
     return h.hexdigest()[:32]
 
 
+def settings_in_environment(role: Role) -> set[str]:
+    """Settings whose values a role's processes get as environment variables
+    (``RoleInstanceValue xpath=".../ConfigurationSetting[@name='X']/@value"`` in its Runtime or
+    startup tasks): those are read once at process start, so changing one needs a recycle."""
+    variables = list(role.runtime.environment) if role.runtime else []
+    for task in role.startup_tasks:
+        variables += task.environment
+    names = set()
+    for v in variables:
+        ref = parse_xpath(v.xpath) if v.xpath else None
+        if ref is not None and ref.kind is XPathKind.SETTING and ref.name:
+            names.add(ref.name)
+    return names
+
+
 def role_versions(
     definition: ServiceDefinition, configuration: ServiceConfiguration, package_digest: str
 ) -> dict[str, RoleVersion]:
@@ -57,9 +74,16 @@ def role_versions(
         rc = configuration.role(role.name)
         certs = sorted(f"{c.name}={c.thumbprint}" for c in rc.certificates) if rc else []
         settings = sorted(rc.setting_values.items()) if rc else []
+        baked = settings_in_environment(role)
         out[role.name] = RoleVersion(
-            code=_digest(package_digest, repr(role), guest_os, *certs),
-            settings=_digest(*(f"{k}={v}" for k, v in settings)),
+            code=_digest(
+                package_digest,
+                repr(role),
+                guest_os,
+                *certs,
+                *(f"env:{k}={v}" for k, v in settings if k in baked),
+            ),
+            settings=_digest(*(f"{k}={v}" for k, v in settings if k not in baked)),
         )
     return out
 

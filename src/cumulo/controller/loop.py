@@ -46,7 +46,6 @@ from cumulo.controller.plan import (
     FinishWalk,
     Plan,
     RecycleInstance,
-    RecycleReason,
     SetRoutes,
     StartInstance,
     StopInstance,
@@ -647,13 +646,10 @@ class Controller:
         changed = set(result.get("changed", []))
         for a in actions:
             key = _key(dep_id, a.instance_id)
-            if (
-                isinstance(a, RecycleInstance)
-                and a.reason is RecycleReason.SETTINGS
-                and key in changed
-            ):
-                # The host took the settings in place, but the role has no SDK connection to
-                # hear about them: restart its processes so they read the new values.
+            if isinstance(a, RecycleInstance) and key in changed:
+                # The host took the change in place (only setting values differ), but this
+                # instance must restart to read them: it has no SDK connection to hear about
+                # them, or they reach it as environment variables, which are read at start.
                 await host.instance_action(dep_id, a.instance_id, "reboot")
                 self.pending[key] = (since.get(a.instance_id), now)
         service = record.service if record is not None else (dep.service if dep else "")

@@ -292,6 +292,7 @@ class Guest:
             "endpoints": endpoints,
             "pid": self.main.pid if self.main is not None and self.main.is_running() else None,
             "user": self.run_as.name if self.run_as is not None else None,
+            "sdk_connected": self.channel is not None and bool(self.channel.peers),
             "limits": self.limits.value.mode if self.limits.value is not None else None,
             "restarts": self.history.total,
             "consecutive_failures": self.history.consecutive,

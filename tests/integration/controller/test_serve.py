@@ -531,3 +531,58 @@ def test_an_upgrade_whose_requirements_fail_to_build_stops_no_instance(tmp_path:
         out = serve.cli("rollback", "hello", "--timeout", "60")
         assert out.returncode == 0, out.stderr
         assert instance_pids(serve.data) == before
+
+
+SDK_APP = """
+from cumulo.sdk import RoleEnvironment
+
+def application(environ, start_response):
+    body = RoleEnvironment.get_configuration_setting_value("Greeting").encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_a_setting_read_through_the_sdk_changes_in_place(serve: Serve, tmp_path: Path) -> None:
+    """No environment variable holds the setting: its change reaches the running instances
+    (Changing/Changed through the SDK) and restarts none; one that is an environment variable
+    recycles (the other e2e test)."""
+    port = free_port()
+    src = write_service(tmp_path / "sdk", port)
+    csdef = (src / "ServiceDefinition.csdef").read_text()
+    start, end = csdef.index("    <Runtime"), csdef.index("</Runtime>") + len("</Runtime>\n")
+    (src / "ServiceDefinition.csdef").write_text(csdef[:start] + csdef[end:])
+    (src / "Web" / "app.py").write_text(SDK_APP)
+    out = serve.cli("deploy", "hello", str(src))
+    assert out.returncode == 0, out.stderr + serve.logs()
+    c = serve.client
+    vip = c.get_deployment("hello", "production")["vips"]["Http"]
+    assert {get(vip) for _ in range(4)} == {"hello"}
+    wait_until(
+        lambda: all(i.get("sdk_connected") for i in _observed(serve.data)),
+        30,
+        "the sites' SDK connections",
+    )
+    before = instance_pids(serve.data)
+
+    cfg = CSCFG.replace("{count}", "2").replace("{greeting}", "bonjour")
+    c.wait(c.change_configuration("hello", "production", cfg)["id"], timeout=90)
+    wait_until(lambda: {get(vip) for _ in range(4)} == {"bonjour"}, 30, "the new value")
+    assert instance_pids(serve.data) == before
+    names = [e["name"] for e in c.events("hello")]
+    assert "instance.changed" in names, names
+
+
+def _observed(data: Path) -> list[dict[str, Any]]:
+    token = (data / "hosts" / "token").read_text().strip()
+    out: list[dict[str, Any]] = []
+    for info_file in sorted(data.glob("hosts/host*/agent.json")):
+        info = agent_info(info_file)
+        if info is not None:
+            answer = httpx.get(
+                f"{info['url']}/v1/instances",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=5,
+            )
+            out += answer.json()["instances"]
+    return out
