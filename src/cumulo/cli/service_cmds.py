@@ -282,6 +282,13 @@ def run(
             # The slot already holds a deployment (a previous run on this data directory): bring
             # it to this package and configuration, all update domains at once.
             current = c.get_deployment(name, slot)
+            if current.get("operation"):
+                # An operation left in progress by the previous run (an upgrade the platform was
+                # stopped in): it resumes now; let it finish first.
+                click.echo(f"waiting for operation {current['operation']} first…", err=True)
+                with contextlib.suppress(errors.CumuloError):  # failed: deploy over it anyway
+                    c.wait(str(current["operation"]), timeout=600)
+                current = c.get_deployment(name, slot)
             if current["package"] == package and current["configuration"] == text:
                 op = None
             else:
@@ -319,12 +326,17 @@ def run(
                     deploying.cancel()  # whatever the thread ends with is dropped
                     return
                 view = deploying.result()
-                staging_ip = platform.slot_addresses(name)[other]
-                for endpoint in sorted(ports):
-                    click.echo(
-                        f"{other} ({endpoint}, empty until you deploy there): "
-                        f"http://{staging_ip}:{ports[endpoint]}/ (or the next free port)"
-                    )
+                other_vips = await _in_thread(_vips_or_none, c, name, other)
+                if other_vips:  # a deployment from an earlier run (or a swap) is there
+                    for endpoint, address in sorted(other_vips.items()):
+                        click.echo(f"{other} ({endpoint}): http://{address}/")
+                else:
+                    other_ip = platform.slot_addresses(name)[other]
+                    for endpoint in sorted(ports):
+                        click.echo(
+                            f"{other} ({endpoint}, empty until you deploy there): "
+                            f"http://{other_ip}:{ports[endpoint]}/ (or the next free port)"
+                        )
                 click.echo(f"{slot}:")
                 for endpoint, address in sorted(view["vips"].items()):
                     click.echo(f"{endpoint}: http://{address}/")
@@ -357,6 +369,15 @@ def run(
         # stdout went away (a pipe's reader died); the platform was stopped in main's finally.
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - no flush error at exit
+
+
+def _vips_or_none(c: Client, name: str, slot: str) -> dict[str, str] | None:
+    """The slot's VIPs (endpoint -> address), or None when the slot is empty."""
+    try:
+        vips: dict[str, str] = c.get_deployment(name, slot)["vips"]
+    except NotFoundError:
+        return None
+    return vips
 
 
 def _wait_ready(
