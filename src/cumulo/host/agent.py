@@ -63,6 +63,8 @@ class HostAgent:
         self._seq = 0
         self._event_cond = asyncio.Condition()
         self._pending: dict[str, asyncio.Task[None]] = {}
+        self._targets: dict[str, InstanceSpec] = {}
+        """key -> the spec last asked for (what queued changes lead to)."""
         self._lock = asyncio.Lock()
         self.ctx: HostContext | None = None
         self._builds: dict[str, tuple[asyncio.Task[Any], float]] = {}
@@ -202,24 +204,31 @@ class HostAgent:
                     continue
                 if key not in desired and not guest.removed:
                     guest.removed = True
+                    self._targets.pop(key, None)
                     self._chain(key, self._remove(guest))
                     result["stopped"].append(key)
             for key, spec in desired.items():
                 current = self.guests.get(key)
+                # What the instance will run once the changes already queued for it are done:
+                # a repeated request must not queue the same change twice.
+                target = self._targets.get(key) if key in self._pending else None
+                if target is None and current is not None and not current.removed:
+                    target = current.spec
                 if current is None and key not in self._pending:
                     self._create_now(spec)  # visible (StartingRole) as soon as apply answers
                     result["started"].append(key)
-                elif current is None or current.removed:
+                elif target is None:
                     self._chain(key, self._create(spec))
                     result["started"].append(key)
-                elif current.spec == spec:
+                elif target == spec:
                     result["unchanged"].append(key)
-                elif current.spec.same_except_settings(spec):
-                    self._chain(key, self._change(current, spec))
+                elif target.same_except_settings(spec):
+                    self._chain(key, self._change(key, spec))
                     result["changed"].append(key)
                 else:
-                    self._chain(key, self._replace(current, spec))
+                    self._chain(key, self._replace(key, spec))
                     result["recycled"].append(key)
+                self._targets[key] = spec
         return result
 
     def _chain(self, key: str, coro: Any) -> None:
@@ -280,12 +289,22 @@ class HostAgent:
         if guest.limits.value is not None:
             guest.limits.value.remove()
 
-    async def _change(self, guest: Guest, spec: InstanceSpec) -> None:
+    async def _change(self, key: str, spec: InstanceSpec) -> None:
+        guest = self.guests.get(key)
+        if guest is None or guest.removed or guest.spec == spec:
+            return
         await guest.change_settings(spec)
 
-    async def _replace(self, guest: Guest, spec: InstanceSpec) -> None:
-        """A new package or definition: stop, fresh approot (local storage kept), start."""
+    async def _replace(self, key: str, spec: InstanceSpec) -> None:
+        """A new package or definition: stop, fresh approot (local storage kept), start. Works
+        on the instance's guest as it is when the change runs (changes queue per instance)."""
         assert self.ctx is not None
+        guest = self.guests.get(key)
+        if guest is None or guest.removed:
+            self._create_now(spec)
+            return
+        if guest.spec == spec:
+            return
         await guest.stop()
         shutil.rmtree(guest.paths.approot, ignore_errors=True)
         placement = self._placement(spec, guest.placement)
