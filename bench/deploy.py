@@ -14,6 +14,7 @@ printed).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,6 +48,7 @@ def main() -> None:
             api_times.append(time.perf_counter() - started)
             p.cli("delete", "bench", "--slot", "production")
             print(f"round {n + 1}: cli {cli_times[-1]:.2f} s, api {api_times[-1]:.2f} s")
+    shutil.rmtree(work, ignore_errors=True)
     print(f"uptime: {bp.uptime()}")
     print(
         f"deploy 2 roles x 3 instances, cumulo deploy until all ReadyRole: median "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -69,6 +70,7 @@ def main() -> None:
                     f"{instance}: ReadyRole on its host after {host_ready[-1]:.2f} s, "
                     f"answering through the VIP after {in_rotation[-1]:.2f} s"
                 )
+    shutil.rmtree(work, ignore_errors=True)
     print(f"uptime: {bp.uptime()}")
     print(
         f"heal after kill -9 (first failure), back in rotation: median "

@@ -21,6 +21,7 @@ The machine is shared: numbers are noisy (``uptime`` is printed).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -75,6 +76,7 @@ def main() -> None:
         pure = sorted(p.call(_pure_reconcile(p, 50)))
         after = memory_kb(p)
         running = len(p.instance_pids())
+    shutil.rmtree(work, ignore_errors=True)
     print(f"uptime: {bp.uptime()}")
     for name in after:
         print(f"  {name}: {before.get(name, 0) / 1024:.1f} MB -> {after[name] / 1024:.1f} MB")
