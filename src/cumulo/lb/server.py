@@ -402,6 +402,11 @@ class LoadBalancer:
             for b, rt in runtimes
             if balance.is_eligible(ep, b, self._probe_up(ep.probe, b) if ep.probe else None)
         ]
+        for b, rt in eligible:
+            if b.key not in self.in_rotation:
+                # Back in rotation (Ready again, or its probe passes): that is newer news than a
+                # refused connection before it restarted, so it is not skipped any longer.
+                rt.failed_until = 0.0
         return EndpointRoute(
             self,
             slot=slot,

@@ -64,7 +64,10 @@ async def main() -> None:
     name = sys.argv[1].encode()
     sick = sys.argv[3] if len(sys.argv) > 3 and sys.argv[2] == "--sick-file" else None
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Http(name, sick), "127.0.0.1", 0, backlog=1024)
+    port = int(os.environ.get("BACKEND_PORT", "0"))  # a restarted instance keeps its port
+    server = await loop.create_server(
+        lambda: Http(name, sick), "127.0.0.1", port, backlog=1024, reuse_address=True
+    )
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.Event().wait()
 

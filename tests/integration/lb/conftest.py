@@ -67,11 +67,14 @@ class Backends:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[str]] = []
 
-    def start(self, name: str, sick_file: Path | None = None) -> tuple[int, subprocess.Popen[str]]:
+    def start(
+        self, name: str, sick_file: Path | None = None, port: int = 0
+    ) -> tuple[int, subprocess.Popen[str]]:
         args = [sys.executable, str(BACKEND_APP), name]
         if sick_file is not None:
             args += ["--sick-file", str(sick_file)]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+        env = {**os.environ, "BACKEND_PORT": str(port)}
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
         self.procs.append(proc)
         assert proc.stdout is not None
         port = int(proc.stdout.readline())

@@ -203,6 +203,29 @@ def test_instance_input_endpoints_map_one_to_one(backends, start_lb, helpers) ->
         assert all(helpers.fetch(x["port"]) == name for _ in range(3))
 
 
+def test_an_instance_back_in_rotation_is_not_skipped_for_its_old_refusals(
+    backends, start_lb, helpers
+) -> None:
+    """A killed instance refuses connections and is skipped for a while; when the controller
+    puts it back (Ready again, on the same address and port) it gets connections at once."""
+    a, proc = backends.start("A")
+    b, _ = backends.start("B")
+    lb = start_lb()
+    table = _table(helpers, {"A0": a, "B0": b}, {}, distribution="roundRobin")
+    lb.put(table)
+    vip = lb.port("production", "Http")
+    assert {helpers.fetch(vip) for _ in range(4)} == {"A", "B"}
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert {helpers.fetch(vip) for _ in range(4)} == {"B"}  # A refused: retried on B, skipped
+    out = _table(helpers, {"A0": a, "B0": b}, {}, version=2, distribution="roundRobin")
+    out["slots"]["production"]["endpoints"]["Http"]["backends"][0]["routable"] = False
+    lb.put(out)
+    backends.start("A", port=a)  # restarted on its port, Ready again
+    lb.put(_table(helpers, {"A0": a, "B0": b}, {}, version=3, distribution="roundRobin"))
+    assert "A" in {helpers.fetch(vip) for _ in range(4)}
+
+
 def test_unroutable_instances_get_no_new_connections(backends, start_lb, helpers) -> None:
     a, _ = backends.start("A")
     b, _ = backends.start("B")
