@@ -192,8 +192,11 @@ class EndpointRoute:
 class LbSettings:
     """Settings of the load balancer process."""
 
-    retry_after_failure: float = 2.0
-    """Seconds a backend that refused or reset a connection is skipped when others are eligible."""
+    retry_after_failure: float = 0.5
+    """Seconds a backend that refused or reset a connection is skipped when others are eligible.
+    Short, because an instance the guest agent restarts is back within a second, often before
+    the controller even notices; trying a dead backend again costs one refused connect on the
+    host, which the proxy retries on another backend."""
 
     max_tick: float = 1.0
     """Longest interval, in seconds, between idle-timeout and drain-timeout sweeps."""
