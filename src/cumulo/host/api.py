@@ -123,8 +123,8 @@ def create_app(agent: HostAgent, token: str, *, manage_agent: bool = False) -> S
             }
         )
 
-    async def put_instances(request: Request) -> Response:
-        data = await body(request)
+    def specs_of(data: Any) -> list[InstanceSpec]:
+        """The ``InstanceSpec`` list of a ``{"instances": [...]}`` body; a bad one is a 400."""
         if not isinstance(data, dict) or not isinstance(data.get("instances"), list):
             raise InputError('The body must be {"instances": [...]}.')
         specs = []
@@ -133,22 +133,18 @@ def create_app(agent: HostAgent, token: str, *, manage_agent: bool = False) -> S
                 specs.append(InstanceSpec.from_json(item))
             except ValueError as exc:
                 raise InputError(f"instances[{i}]: {exc}") from None
+        return specs
+
+    async def put_instances(request: Request) -> Response:
+        data = await body(request)
+        specs = specs_of(data)
         scope = data.get("deployment_id")
         if scope is not None and not isinstance(scope, str):
             raise InputError("deployment_id must be a string.")
         return JSONResponse(await agent.apply(specs, scope=scope))
 
     async def prepare(request: Request) -> Response:
-        data = await body(request)
-        if not isinstance(data, dict) or not isinstance(data.get("instances"), list):
-            raise InputError('The body must be {"instances": [...]}.')
-        specs = []
-        for i, item in enumerate(data["instances"]):
-            try:
-                specs.append(InstanceSpec.from_json(item))
-            except ValueError as exc:
-                raise InputError(f"instances[{i}]: {exc}") from None
-        return JSONResponse({"roles": await agent.prepare(specs)})
+        return JSONResponse({"roles": await agent.prepare(specs_of(await body(request)))})
 
     async def list_instances(request: Request) -> Response:
         dep = request.query_params.get("deployment_id")
