@@ -176,9 +176,11 @@ class Serve:
                 continue
             try:
                 cmdline = (proc / "cmdline").read_bytes()
+                cwd = os.readlink(proc / "cwd")
             except OSError:
                 continue
-            if str(self.data).encode() in cmdline:
+            # components name the data directory; role processes (sites) work inside it
+            if str(self.data).encode() in cmdline or cwd.startswith(str(self.data)):
                 found.add(int(proc.name))
         return found
 
