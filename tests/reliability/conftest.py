@@ -3,46 +3,28 @@ balancer per service, the storage service) on loopback, a tiny 3-instance web ro
 bounded load generator that counts every request through the production VIP.
 
 Everything a test starts it stops: the platform with SIGINT (which stops every instance), then a
-sweep of any process whose command line names the test's data directory.
+sweep of any process that names the test's data directory or works inside it
+(``tests/platform_harness.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from cumulo.client import Client
+from ..platform_harness import Platform, running, wait_until  # type: ignore[import-not-found]
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny"
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``check`` every 50 ms until it returns something true; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -76,63 +58,11 @@ def tiny_versions(tmp: Path, name: str) -> tuple[Path, Path]:
     )
 
 
-class Serve:
-    """One ``cumulo serve`` process and the data directory it owns."""
-
-    def __init__(self, data: Path) -> None:
-        self.data = data
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULO_")}
-        self.env["CUMULO_HOME"] = str(data)
-        self.log_path = data.parent / "serve.log"
-        self.log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cumulo.cli.main",
-                "serve",
-                "--data-dir",
-                str(self.data),
-                "--listen",
-                "127.0.0.1:0",
-                "--storage-ports",
-                "0",
-            ],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        info = wait_until(self._endpoint, 60, "cumulo serve to listen")
-        self.client = Client(info["url"], (self.data / "api-token").read_text().strip())
-
-    def _endpoint(self) -> dict[str, Any] | None:
-        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-        try:
-            info = dict(json.loads((self.data / "api.json").read_text()))
-        except (FileNotFoundError, ValueError):
-            return None
-        return info if info.get("pid") == self.proc.pid else None  # not a stale file
-
-    def kill_9_and_restart(self) -> None:
-        """kill -9 of the platform process only (host agents, load balancers, storage and
-        instances keep running), then a new ``cumulo serve`` on the same data directory."""
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self.client.close()
-        self.start()
+class Serve(Platform):
+    """``cumulo serve`` with one host agent, and the steps the reliability cases take."""
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(
-            [sys.executable, "-m", "cumulo.cli.main", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        out = self.run_cli(*args, timeout=timeout)
         assert out.returncode == 0, f"cumulo {' '.join(args)}: {out.stderr}\n{self.logs()}"
         return out
 
@@ -179,56 +109,11 @@ class Serve:
                     out[inst["key"]] = int(inst["pid"])
         return out
 
-    def logs(self) -> str:
-        parts = [self.log_path.read_text()[-2500:]]
-        for log in sorted(self.data.glob("hosts/*/instances/*/logs/*.log"))[-6:]:
-            parts.append(f"--- {log.name} of {log.parent.parent.name}\n{log.read_text()[-800:]}")
-        return "\n".join(parts)
-
-    def pids(self) -> set[int]:
-        """Every process whose command line names this data directory (components and roles)."""
-        found = set()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-                cwd = os.readlink(proc / "cwd")
-            except OSError:
-                continue
-            # components name the data directory; role processes (sites) work inside it
-            if str(self.data).encode() in cmdline or cwd.startswith(str(self.data)):
-                found.add(int(proc.name))
-        return found
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-
 
 @pytest.fixture
 def serve() -> Iterator[Serve]:
-    # Outside pytest's 0700 temporary tree: role users must be able to enter the data directory.
-    base = Path(tempfile.mkdtemp(dir="/tmp", prefix="cumulo-reliability-"))
-    os.chmod(base, 0o711)
-    platform = Serve(base / "data")
-    try:
+    with running(Serve, "cumulo-reliability-", strict=True) as platform:
         yield platform
-    finally:
-        platform.stop()
-        left = platform.pids()
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
-        assert not left, f"processes left after Ctrl-C of cumulo serve: {sorted(left)}"
 
 
 @dataclass

@@ -7,21 +7,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cumulo.client import Client
+from ...platform_harness import Platform, running, wait_until  # type: ignore[import-not-found]
 
 pytestmark = pytest.mark.slow
 
@@ -90,126 +88,18 @@ def write_service(root: Path, port: int, version: str = "1", count: int = 2) -> 
     return root
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+class Serve(Platform):
+    """``cumulo serve`` with two host agents (two fault domains)."""
 
-
-class Serve:
     def __init__(self, data: Path, extra_env: dict[str, str] | None = None) -> None:
-        self.data = data
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULO_")}
-        self.env["CUMULO_HOME"] = str(data)
-        self.env.update(extra_env or {})
-        self.log = open(data.parent / "serve.log", "a")  # noqa: SIM115
-        self.start()
+        super().__init__(data, hosts=2, extra_env=extra_env)
 
-    def start(self) -> None:
-        data = self.data
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cumulo.cli.main",
-                "serve",
-                "--data-dir",
-                str(data),
-                "--hosts",
-                "2",
-                "--listen",
-                "127.0.0.1:0",
-                "--storage-ports",
-                "0",
-            ],
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        info = wait_until(self._endpoint, 60, "cumulo serve to listen")
-        token = (data / "api-token").read_text().strip()
-        self.client = Client(info["url"], token)
-
-    def kill_9_and_restart(self) -> None:
-        """kill -9 of the platform process only (host agents and LBs keep running), then a new
-        ``cumulo serve`` on the same data directory."""
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self.client.close()
-        self.start()
-
-    def _endpoint(self) -> dict[str, Any] | None:
-        assert self.proc.poll() is None, (self.data.parent / "serve.log").read_text()[-3000:]
-        try:
-            info = dict(json.loads((self.data / "api.json").read_text()))
-        except (FileNotFoundError, ValueError):
-            return None
-        return info if info.get("pid") == self.proc.pid else None  # not a stale file
-
-    def cli(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cumulo.cli.main", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def logs(self) -> str:
-        """The tail of serve's log and of every instance log (for failure messages)."""
-        parts = [(self.data.parent / "serve.log").read_text()[-2000:]]
-        for log in sorted(self.data.glob("hosts/*/instances/*/logs/*.log")):
-            parts.append(f"--- {log}\n{log.read_text()[-1500:]}")
-        return "\n".join(parts)
-
-    def pids(self) -> set[int]:
-        """Every process this platform started: host agents, LBs, role instances."""
-        found = set()
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-                cwd = os.readlink(proc / "cwd")
-            except OSError:
-                continue
-            # components name the data directory; role processes (sites) work inside it
-            if str(self.data).encode() in cmdline or cwd.startswith(str(self.data)):
-                found.add(int(proc.name))
-        return found
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
+    cli = Platform.run_cli
 
 
-@contextlib.contextmanager
-def serving(extra_env: dict[str, str] | None = None) -> Iterator[Serve]:
+def serving(extra_env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[Serve]:
     """A ``cumulo serve`` in a fresh data directory; everything it started is gone after."""
-    base = Path(tempfile.mkdtemp(dir="/tmp", prefix="cumulo-e2e-"))
-    os.chmod(base, 0o711)
-    s = Serve(base / "data", extra_env)
-    try:
-        yield s
-    finally:
-        s.stop()
-        for pid in s.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(base, ignore_errors=True)
+    return running(lambda data: Serve(data, extra_env), "cumulo-e2e-")
 
 
 @pytest.fixture
