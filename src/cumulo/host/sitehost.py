@@ -14,6 +14,10 @@ for the site (so a limited role can serve on a port below 1024); without it the 
 - WSGI: gunicorn with ``gthread`` workers (``CUMULO_SITE_WORKERS`` processes × threads);
   ``CUMULO_SITE_WSGI_SERVER=uvicorn`` serves WSGI through a2wsgi in uvicorn instead.
 
+Both servers are made to send a response's header block together with its first body bytes, in
+one ``send``: a site killed between two writes would otherwise leave a client (or the load
+balancer) holding headers without their body, an answer nobody can replay.
+
 When the server listens it tells the agent (``started``) through the SDK, and the instance
 becomes Ready. Standard library + the servers only; it never imports the rest of cumulo.
 """
@@ -65,8 +69,30 @@ def bind(spec: str) -> list[socket.socket]:
     return socks
 
 
+def coalesce_uvicorn_responses() -> None:
+    """Make every uvicorn (httptools) response send its headers with its first body bytes."""
+    from uvicorn.protocols.http import httptools_impl
+
+    class Cycle(httptools_impl.RequestResponseCycle):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.held = HeldHeaders(self.transport, method="write")
+            self.transport = self.held  # type: ignore[assignment]
+
+        async def send(self, message: Any) -> None:
+            if message.get("type") == "http.response.start" and not self.response_started:
+                self.held.hold_next = True
+            await super().send(message)
+            if self.response_complete:
+                self.held.flush()
+
+    httptools_impl.RequestResponseCycle = Cycle  # type: ignore[misc]
+
+
 async def serve() -> int:
     import uvicorn
+
+    coalesce_uvicorn_responses()
 
     kind = os.environ.get("CUMULO_SITE_KIND", "wsgi")
     app = load_app(os.environ["CUMULO_SITE_APP"], os.environ.get("CUMULO_SITE_DIR", ""))
@@ -112,8 +138,73 @@ async def serve() -> int:
     return 0
 
 
+# A body up to this size leaves in the same send as the headers; a larger one is not worth the
+# copy (it cannot be sent atomically anyway).
+COALESCE_LIMIT = 64 * 1024
+
+
+class HeldHeaders:
+    """A stand-in for the socket of one gunicorn response (writes with ``sendall``) or the
+    transport of one uvicorn request (``write``): after ``hold_next`` is set, the next write
+    (the header block) is held back and leaves in the same write as the first body bytes, or on
+    ``flush``."""
+
+    def __init__(self, sock: Any, method: str = "sendall") -> None:
+        self._sock = sock
+        self._method = method
+        self._held = b""
+        self.hold_next = False
+
+    def _send(self, data: bytes) -> None:
+        if self.hold_next:
+            self.hold_next = False
+            self._held = bytes(data)
+            return
+        if self._held and len(data) <= COALESCE_LIMIT:
+            data, self._held = self._held + data, b""
+        self.flush()
+        if data:
+            getattr(self._sock, self._method)(data)
+
+    sendall = write = _send
+
+    def sendfile(self, *args: Any, **kwargs: Any) -> Any:
+        self.flush()
+        return self._sock.sendfile(*args, **kwargs)
+
+    def flush(self) -> None:
+        if self._held:
+            held, self._held = self._held, b""
+            getattr(self._sock, self._method)(held)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def coalesce_gunicorn_responses() -> None:
+    """Make every gunicorn response send its headers with its first body bytes."""
+    from gunicorn.http import wsgi
+
+    class Response(wsgi.Response):  # type: ignore[misc]
+        def __init__(self, req: Any, sock: Any, cfg: Any) -> None:
+            super().__init__(req, HeldHeaders(sock), cfg)
+
+        def send_headers(self) -> None:
+            if not self.headers_sent:
+                self.sock.hold_next = True
+            super().send_headers()
+
+        def close(self) -> None:
+            super().close()
+            self.sock.flush()
+
+    wsgi.Response = Response
+
+
 def serve_gunicorn() -> int:
     from gunicorn.app.base import BaseApplication
+
+    coalesce_gunicorn_responses()
 
     app = load_app(os.environ["CUMULO_SITE_APP"], os.environ.get("CUMULO_SITE_DIR", ""))
     binds = [f"fd://{fd}" for fd in inherited()] or [
