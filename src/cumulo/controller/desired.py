@@ -1,10 +1,12 @@
 """From the service model to the controller's records, and records to and from JSON documents.
 
-- ``role_versions(definition, configuration, package_digest)``: each role's ``RoleVersion``.
-  ``code`` digests the package digest, the role's definition (its dataclass ``repr``, which
-  leaves out line numbers), its certificate thumbprints, the guest OS of the .cscfg and the
-  values of settings its processes receive as environment variables (read once at start):
-  anything in it changes means a recycle. ``settings`` digests the other setting values, which
+- ``role_versions(definition, configuration, role_files)``: each role's ``RoleVersion``.
+  ``code`` digests the role's own files in the package (``role_file_digests``: names and
+  sha256 of the entries under ``<Role>/``, so an upgrade that changes one role's files recycles
+  that role only), the role's definition (its dataclass ``repr``, which leaves out line
+  numbers), its certificate thumbprints, the guest OS of the .cscfg and the values of settings
+  its processes receive as environment variables (read once at start): anything in it changes
+  means a recycle. ``settings`` digests the other setting values, which
   an instance with an SDK connection takes in place (``Changing``/``Changed``).
   A new cumulo release whose model prints a role differently recycles that role once.
 - ``from_model``: a ``DesiredDeployment`` for a new deployment.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -65,8 +68,22 @@ def settings_in_environment(role: Role) -> set[str]:
     return names
 
 
+def role_file_digests(entries: Mapping[str, str], roles: Iterable[str]) -> dict[str, str]:
+    """Role name -> digest of its files in a package (``entries``: entry name -> sha256): the
+    names and contents of the entries under ``<Role>/``, whatever else the package holds."""
+    out = {}
+    for role in roles:
+        prefix = f"{role}/"
+        out[role] = _digest(
+            *(f"{name}={sha}" for name, sha in sorted(entries.items()) if name.startswith(prefix))
+        )
+    return out
+
+
 def role_versions(
-    definition: ServiceDefinition, configuration: ServiceConfiguration, package_digest: str
+    definition: ServiceDefinition,
+    configuration: ServiceConfiguration,
+    role_files: Mapping[str, str],
 ) -> dict[str, RoleVersion]:
     out: dict[str, RoleVersion] = {}
     guest_os = f"{configuration.os_family}/{configuration.os_version}"
@@ -77,7 +94,7 @@ def role_versions(
         baked = settings_in_environment(role)
         out[role.name] = RoleVersion(
             code=_digest(
-                package_digest,
+                role_files.get(role.name, ""),
                 repr(role),
                 guest_os,
                 *certs,
@@ -157,9 +174,9 @@ def from_model(
     running: bool,
     definition: ServiceDefinition,
     configuration: ServiceConfiguration,
-    package_digest: str,
+    role_files: Mapping[str, str],
 ) -> DesiredDeployment:
-    versions = role_versions(definition, configuration, package_digest)
+    versions = role_versions(definition, configuration, role_files)
     roles = []
     for role in definition.roles:
         rc = configuration.role(role.name)
@@ -250,9 +267,12 @@ def with_source(
 
 
 def source_for(document: dict[str, Any], role: str, version: RoleVersion) -> tuple[str, str] | None:
-    """(package digest, configuration text) that produced ``version`` of ``role``, if known."""
+    """(package digest, configuration text) that first produced ``version`` of ``role``, if
+    known. The first, not the latest: an upgrade whose package leaves a role's files and
+    settings alone gives that role the same version, and its instances keep the spec (and the
+    extracted files) they run with, so nothing recycles them."""
     key = version_key(version)
-    for source in reversed(document.get("sources") or []):
+    for source in document.get("sources") or []:
         if source.get("versions", {}).get(role) == key:
             return str(source["package"]), str(source["configuration"])
     return None

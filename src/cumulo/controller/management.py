@@ -250,6 +250,12 @@ class Management:
             record.id, expect_revision=record.revision, document=document, **extra
         )
 
+    def _role_files(self, package_digest: str, model: Service) -> dict[str, str]:
+        """Each role of ``model`` -> the digest of its files in the package ``package_digest``."""
+        package = open_package(self.store.get_package(package_digest), name=package_digest)
+        entries = {name: entry.sha256 for name, entry in package.entries.items()}
+        return desired_mod.role_file_digests(entries, (r.name for r in model.definition.roles))
+
     def _load_service(self, package_digest: str, configuration: str) -> Service:
         return load_model(self.store.get_package(package_digest), configuration)
 
@@ -297,7 +303,7 @@ class Management:
             running=start,
             definition=model.definition,
             configuration=model.configuration,
-            package_digest=package_digest,
+            role_files=self._role_files(package_digest, model),
         )
         record = self.store.create_deployment(
             DeploymentRecord(
@@ -398,7 +404,7 @@ class Management:
         self._check_certificates(service, model)
         dep = self.desired_of(record)
         versions = desired_mod.role_versions(
-            model.definition, model.configuration, record.package_digest
+            model.definition, model.configuration, self._role_files(record.package_digest, model)
         )
         new = walks.begin(
             dep,
@@ -474,7 +480,9 @@ class Management:
                 f", the deployment {dep.update_domain_count}; that change needs a new deployment."
             )
         self._check_in_place(record, model, force=force)
-        versions = desired_mod.role_versions(model.definition, model.configuration, package_digest)
+        versions = desired_mod.role_versions(
+            model.definition, model.configuration, self._role_files(package_digest, model)
+        )
         if role is not None:
             if role not in versions:
                 raise NotFoundError(
@@ -548,18 +556,12 @@ class Management:
         config_text = configuration if configuration is not None else record.configuration
         old_model = self._load_service(record.package_digest, record.configuration)
         new_model = self._load_service(package_digest, config_text)
-        old_pkg = open_package(self.store.get_package(record.package_digest), name="old")
-        new_pkg = open_package(self.store.get_package(package_digest), name="new")
-        code_changed = []
-        for r in new_model.definition.roles:
-            prefix = f"{r.name}/"
-            old_files = {k: v.sha256 for k, v in old_pkg.entries.items() if k.startswith(prefix)}
-            new_files = {k: v.sha256 for k, v in new_pkg.entries.items() if k.startswith(prefix)}
-            if old_files != new_files:
-                code_changed.append(r.name)
+        old_files = self._role_files(record.package_digest, new_model)
+        new_files = self._role_files(package_digest, new_model)
+        code_changed = [r for r, files in new_files.items() if files != old_files[r]]
         changes = model_diff(old_model, new_model, code_changed=code_changed)
         versions = desired_mod.role_versions(
-            new_model.definition, new_model.configuration, package_digest
+            new_model.definition, new_model.configuration, new_files
         )
         if role is not None:
             versions = {k: v for k, v in versions.items() if k == role}
