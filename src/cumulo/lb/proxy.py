@@ -9,8 +9,9 @@ and half-close propagated.
 The proxy holds no policy. On accept it asks the listener's current ``Route`` (built by
 ``cumulo.lb.server`` from the pure route table) whether the remote address passes the ACL and
 which backend to use; on a backend failure it reports it and asks again. Retry rule: when the
-backend refuses the connection, or resets/closes it before relaying any byte to the client,
-the client's bytes so far (kept until the first backend byte, at most ``REPLAY_LIMIT``) are
+backend refuses the connection, or resets/closes it before relaying any byte to the client
+(even before the client's first bytes arrived: a dying worker closes what it accepted), the
+client's bytes so far (kept until the first backend byte, at most ``REPLAY_LIMIT``) are
 replayed on another backend, so a crashed instance costs no client a failed connection.
 """
 
@@ -331,7 +332,7 @@ class BackendConn(asyncio.Protocol):
         self.client_transport.write(data)
 
     def eof_received(self) -> bool:
-        if not self.relayed and self.client.replay is not None and self.client.bytes_in:
+        if self._unanswered():
             return False  # closed before answering: connection_lost retries elsewhere
         self.client.backend_eof = True
         ct = self.client_transport
@@ -348,12 +349,23 @@ class BackendConn(asyncio.Protocol):
     def resume_writing(self) -> None:
         self.client_transport.resume_reading()
 
+    def _unanswered(self) -> bool:
+        """The backend closed without relaying a byte while the client still waits: its bytes so
+        far (or none yet: a dying worker may close before the request reached the LB) go to
+        another backend. A client that half-closed without a byte is waiting for nothing."""
+        client = self.client
+        return (
+            not self.relayed
+            and client.replay is not None
+            and not client.closed
+            and (client.bytes_in > 0 or not client.client_eof)
+        )
+
     def connection_lost(self, exc: Exception | None) -> None:
         client = self.client
         if client.backend_conn is not self:
             return
-        retryable = not self.relayed and client.replay is not None and not client.closed
-        if retryable and (exc is not None or client.bytes_in):
+        if self._unanswered():
             client._backend_failed(self.backend)
             return
         client.backend_transport = None

@@ -3,7 +3,8 @@
 Run as a process: ``python backend_app.py NAME`` prints ``PORT`` on stdout once it listens on
 127.0.0.1 (port 0). ``GET /health`` answers 200, or 503 while the file named by
 ``--sick-file`` exists (for custom-probe tests). ``python backend_app.py --echo`` is a TCP echo
-server instead, answering a half-close with ``BYE``.
+server instead, answering a half-close with ``BYE``; ``python backend_app.py --closer`` accepts
+every connection and closes it at once without a byte, as a dying site worker does.
 """
 
 from __future__ import annotations
@@ -55,10 +56,17 @@ class Echo(asyncio.Protocol):
         return True
 
 
+class Closer(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 async def main() -> None:
-    if sys.argv[1] == "--echo":
+    if sys.argv[1] in ("--echo", "--closer"):
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        server = await loop.create_server(
+            Echo if sys.argv[1] == "--echo" else Closer, "127.0.0.1", 0
+        )
         print(server.sockets[0].getsockname()[1], flush=True)
         await asyncio.Event().wait()
     name = sys.argv[1].encode()

@@ -226,6 +226,24 @@ def test_an_instance_back_in_rotation_is_not_skipped_for_its_old_refusals(
     assert "A" in {helpers.fetch(vip) for _ in range(4)}
 
 
+def test_a_backend_that_closes_before_the_client_spoke_is_retried(
+    backends, start_lb, helpers
+) -> None:
+    """A dying site worker closes the connections it accepted, without a byte, sometimes before
+    the client's request has even reached the LB. Nothing was sent either way, so the client is
+    moved to another backend rather than disconnected."""
+    closer, _ = backends.start("--closer")
+    b, _ = backends.start("B")
+    lb = start_lb()
+    lb.put(_table(helpers, {"A0": closer, "B0": b}, {}, distribution="roundRobin"))
+    vip = lb.port("production", "Http")
+    for _ in range(4):
+        with socket.create_connection(("127.0.0.1", vip), timeout=5) as sock:
+            time.sleep(0.2)  # the scenario: a client slow to send; the closer closed meanwhile
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert helpers.read_response(sock) == "B"
+
+
 def test_unroutable_instances_get_no_new_connections(backends, start_lb, helpers) -> None:
     a, _ = backends.start("A")
     b, _ = backends.start("B")
