@@ -14,6 +14,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The browser tests drive Debian's Chromium (Playwright with executable_path; its own browser
+# download does not work offline). Installed once, only by `make test`; `make run` never needs it.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests…"
+	@{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium >/dev/null; } || { echo "make test needs Debian's \
+	chromium at $(CHROMIUM) for the browser tests, and could not install it (apt-get needs \
+	root): run 'apt-get install chromium' as root, then make test again." >&2; exit 1; }
+	@test -x $(CHROMIUM) || { echo "apt-get installed chromium, but $(CHROMIUM) is \
+	still missing." >&2; exit 1; }
+
 ## run: the main job. Starts the embedded platform (controller + API, a host agent, the load
 ## balancer, the storage service), deploys the guestbook to production, prints its URLs and the
 ## data directory, and follows the logs. Ctrl-C stops everything. State stays in $(DATA)
@@ -33,7 +45,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 fmt: $(STAMP)
