@@ -6,6 +6,8 @@ Routes:
     GET  /pictures/NAME     a picture, streamed from its blob
     GET  /thumbnails/NAME   a thumbnail the worker role made
     GET  /static/style.css  the stylesheet
+    GET  /static/favicon.svg  the icon every page names (browsers ask for /favicon.ico otherwise)
+    GET  /static/live.js    updates the entries in place while a thumbnail is on its way
     GET  /health            200 while the process serves (the custom load-balancer probe)
 
 Visitors get a short page with one sentence for every failure: 400 for a form that cannot be
@@ -32,6 +34,12 @@ StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
 
 STATIC = Path(__file__).resolve().parent / "static"
+STATIC_TYPES = {
+    "style.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+    "live.js": "text/javascript; charset=utf-8",
+}
+"""The files under /static/ (no other name is looked up on disk)."""
 _SECURITY_HEADERS = [
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "same-origin"),
@@ -168,14 +176,15 @@ class Guestbook:
             if method != "POST":
                 raise self._not_allowed(method, "POST")
             return self.sign(environ)
-        if path == "/static/style.css":
+        if path.startswith("/static/") and path.removeprefix("/static/") in STATIC_TYPES:
             if not reading:
                 raise self._not_allowed(method)
-            data = _stylesheet()
+            name = path.removeprefix("/static/")
+            data = _static(name)
             return (
                 200,
                 [
-                    ("Content-Type", "text/css; charset=utf-8"),
+                    ("Content-Type", STATIC_TYPES[name]),
                     ("Cache-Control", "max-age=3600"),
                     ("Content-Length", str(len(data))),
                 ],
@@ -249,8 +258,8 @@ class Guestbook:
 
 
 @functools.cache
-def _stylesheet() -> bytes:
-    return (STATIC / "style.css").read_bytes()
+def _static(name: str) -> bytes:
+    return (STATIC / name).read_bytes()
 
 
 def _html_headers(body: bytes) -> list[tuple[str, str]]:

@@ -20,20 +20,33 @@ class EntryView(Protocol):
 
 
 REFRESH_WINDOW = timedelta(minutes=2)
-"""The page refreshes itself while an entry younger than this waits for its thumbnail."""
+"""The page updates its entries by itself while an entry this young waits for its thumbnail."""
 
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
+REFRESH_SECONDS = 5
+"""How often it does (live.js; a meta refresh without scripts)."""
+
+
 def _layout(title: str, body: str, *, instance: str, refresh: bool = False) -> bytes:
-    meta = '<meta http-equiv="refresh" content="5">' if refresh else ""
+    # While a thumbnail is on its way, live.js fetches the page again every few seconds and
+    # swaps in the entries, so that what a visitor is typing in the form stays. A browser
+    # without scripts reloads the whole page instead.
+    meta = (
+        f'<noscript><meta http-equiv="refresh" content="{REFRESH_SECONDS}"></noscript>'
+        f'<script src="/static/live.js" data-seconds="{REFRESH_SECONDS}" defer></script>'
+        if refresh
+        else ""
+    )
     return (
         "<!doctype html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"{meta}<title>{_e(title)}</title>"
+        '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">'
         '<link rel="stylesheet" href="/static/style.css"></head>\n'
         f'<body><header><h1><a href="/">Guestbook</a></h1></header>\n<main>\n{body}\n</main>\n'
         f"<footer>Served by {_e(instance)} · a cumulo example</footer>\n</body></html>\n"
@@ -111,7 +124,8 @@ def index_page(
     )
     return _layout(
         "Guestbook",
-        f"{banner}{_form(values or {})}\n<section><h2>Entries</h2>\n{listing}</section>",
+        f"{banner}{_form(values or {})}\n"
+        f'<section id="entries"><h2>Entries</h2>\n{listing}</section>',
         instance=instance,
         refresh=pending and error is None,
     )

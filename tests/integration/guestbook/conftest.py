@@ -16,9 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,80 @@ def worker_store(storage: Storage):  # type: ignore[no-untyped-def]
     store = worker.WorkerStore(storage.connection_string)
     store.ensure()
     return store
+
+
+CHROMIUM = Path(os.environ.get("CUMULO_TEST_CHROMIUM", "/usr/bin/chromium"))
+"""Debian's Chromium, which `make test` installs (Playwright's own browser download does not
+work on these machines, so Playwright drives this one)."""
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # as root (CI), Chromium refuses to start with its sandbox
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these, Chromium keeps opening connections to Google's hosts, which a closed
+    # network refuses.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@dataclass
+class BrowserPage:
+    """A page in headless Chromium, and everything that went wrong in it: page errors, console
+    errors and warnings (CSP violations, failed loads), and answers of 400 or more."""
+
+    page: Any
+    problems: list[str]
+
+
+@pytest.fixture
+def browser_page() -> Iterator[BrowserPage]:
+    """A fresh headless Chromium (its own empty profile) with one page; closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium."
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 900, "height": 900})
+            seen = BrowserPage(page, [])
+            page.on("pageerror", lambda exc: seen.problems.append(f"page error: {exc}"))
+            page.on("console", lambda m: _console(seen.problems, m))
+            page.on("response", lambda r: _response(seen.problems, r))
+            yield seen
+        finally:
+            browser.close()
+
+
+def _console(problems: list[str], message: Any) -> None:
+    if message.type in ("error", "warning"):
+        problems.append(f"console {message.type}: {message.text} at {message.location['url']}")
+
+
+def _response(problems: list[str], response: Any) -> None:
+    if response.status >= 400:
+        problems.append(f"{response.status} for {response.request.method} {response.url}")
+
+
+def poll(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    """Call ``check`` until it returns True; fail with '``what`` after N s' at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} after {timeout:.0f} s"
+        time.sleep(interval)
+
+
+def thumbnail_loaded(page: Any, name: str) -> bool:
+    """True once the entry signed by ``name`` shows its thumbnail, loaded (naturalWidth > 0)."""
+    from playwright.sync_api import Error
+
+    try:
+        return bool(
+            page.locator("li.entry", has_text=name)
+            .locator("img")
+            .evaluate_all("imgs => imgs.some(i => i.complete && i.naturalWidth > 0)")
+        )
+    except Error:
+        return False  # the page is being replaced (a reload without scripts): ask again

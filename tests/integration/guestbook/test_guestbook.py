@@ -26,7 +26,7 @@ import pytest
 import worker
 from PIL import Image
 
-from .conftest import EXAMPLE, Storage, WebServer
+from .conftest import EXAMPLE, BrowserPage, Storage, WebServer, poll, thumbnail_loaded
 
 
 def picture(fmt: str = "PNG", size: tuple[int, int] = (640, 480), mode: str = "RGB") -> bytes:
@@ -133,6 +133,29 @@ def test_sign_with_picture_then_worker_makes_the_thumbnail(
     assert got.content == thumb
     got = httpx.get(f"{web.url}/pictures/{entity['PictureBlob']}")
     assert got.status_code == 200 and got.content == pic
+
+
+def test_the_page_puts_the_thumbnail_in_place_and_keeps_what_a_visitor_is_typing(
+    web: WebServer, worker_store: worker.WorkerStore, browser_page: BrowserPage
+) -> None:
+    """While a thumbnail is pending the page updates its entries by itself; it used to reload
+    itself (meta refresh) and wiped a second entry the visitor was typing."""
+    page = browser_page.page
+    assert sign(web, "Ada", "waiting for my thumbnail", picture("PNG")).status_code == 303
+    page.goto(f"{web.url}/")
+    assert page.locator("li.entry", has_text="Ada").locator(".pending").count() == 1
+    page.get_by_label("Name").fill("Grace")
+    page.get_by_label("Message").fill("half a sentence")
+    reloads: list[str] = []
+    page.on("framenavigated", lambda frame: reloads.append(frame.url))
+
+    [outcome] = worker.drain_once(worker_store)
+    assert outcome.status == "made"
+    poll(lambda: thumbnail_loaded(page, "Ada"), 20, "the page did not show the new thumbnail")
+    assert page.get_by_label("Name").input_value() == "Grace"
+    assert page.get_by_label("Message").input_value() == "half a sentence"
+    assert reloads == []
+    assert browser_page.problems == [], browser_page.problems
 
 
 def test_sign_without_picture_needs_no_worker(
@@ -264,6 +287,21 @@ def test_bad_uploads_get_a_clear_error_and_store_nothing(
     assert entities(worker_store) == []
     assert queued(worker_store) == []
     assert blob_names(worker_store.pictures) == []
+
+
+def test_the_page_names_its_icon_and_stylesheet_and_both_are_served(web: WebServer) -> None:
+    html = page(web)
+    links = dict(re.findall(r'<link rel="(icon|stylesheet)" href="([^"]+)"', html))
+    assert links == {"icon": "/static/favicon.svg", "stylesheet": "/static/style.css"}
+    for href, ctype in (
+        (links["icon"], "image/svg+xml"),
+        (links["stylesheet"], "text/css; charset=utf-8"),
+    ):
+        response = httpx.get(f"{web.url}{href}")
+        assert response.status_code == 200 and response.headers["content-type"] == ctype
+        assert response.content == (EXAMPLE / "WebRole" / href.lstrip("/")).read_bytes()
+    for path in ("/static/app.py", "/static/../app.py", "/static/", "/style.css"):
+        assert httpx.get(f"{web.url}{path}").status_code == 404, path
 
 
 def test_malformed_requests_get_an_error_page(web: WebServer) -> None:
