@@ -6,6 +6,7 @@ passes. (The Azure-compatible storage *service* for role state lives in ``storag
 
 from cumulo.storage.store.protocol import Store
 from cumulo.storage.store.records import (
+    AutoscaleRecord,
     CertificateRecord,
     DeploymentRecord,
     EventRecord,
@@ -18,6 +19,7 @@ from cumulo.storage.store.records import (
 from cumulo.storage.store.sqlite import SqliteStore
 
 __all__ = [
+    "AutoscaleRecord",
     "CertificateRecord",
     "DeploymentRecord",
     "EventRecord",

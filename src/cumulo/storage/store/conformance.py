@@ -12,6 +12,7 @@ from collections.abc import Callable
 from cumulo.errors import ConflictError, InputError, NotFoundError
 from cumulo.storage.store.protocol import Store
 from cumulo.storage.store.records import (
+    AutoscaleRecord,
     CertificateRecord,
     DeploymentRecord,
     OperationRecord,
@@ -153,6 +154,44 @@ def check_certificates(store: Store) -> None:
     _raises(NotFoundError, lambda: store.delete_certificate("certs", "AB12"), "deleting twice")
 
 
+def check_autoscale(store: Store) -> None:
+    store.create_service(ServiceRecord("scaled"))
+    setting = {"capacity": {"minimum": 1, "maximum": 3, "default": 1}, "rules": []}
+    _raises(
+        NotFoundError,
+        lambda: store.put_autoscale(AutoscaleRecord("ghost", "production", "Web", setting)),
+        "a setting of a missing service",
+    )
+    _raises(
+        InputError,
+        lambda: store.put_autoscale(AutoscaleRecord("scaled", "canary", "Web", setting)),
+        "a setting of a bad slot",
+    )
+    put = store.put_autoscale(AutoscaleRecord("scaled", "production", "Web", setting))
+    assert put.updated_at > 0, "put_autoscale stamps updated_at"
+    assert store.get_autoscale("scaled", "production", "Web") == put
+    wider = {**setting, "capacity": {"minimum": 1, "maximum": 5, "default": 2}}
+    store.put_autoscale(AutoscaleRecord("scaled", "production", "Web", wider))
+    store.put_autoscale(AutoscaleRecord("scaled", "staging", "Web", setting))
+    assert store.get_autoscale("scaled", "production", "Web").document == wider, "a put replaces"
+    assert [(a.slot, a.role) for a in store.list_autoscale("scaled")] == [
+        ("production", "Web"),
+        ("staging", "Web"),
+    ]
+    assert [a.service for a in store.list_autoscale()] == ["scaled", "scaled"]
+    _raises(
+        NotFoundError, lambda: store.get_autoscale("scaled", "production", "Api"), "another role"
+    )
+    store.delete_autoscale("scaled", "staging", "Web")
+    _raises(
+        NotFoundError,
+        lambda: store.delete_autoscale("scaled", "staging", "Web"),
+        "deleting a setting twice",
+    )
+    store.delete_service("scaled")
+    assert store.list_autoscale() == [], "deleting a service deletes its settings"
+
+
 def check_controller_state(store: Store) -> None:
     store.set_controller_state({"ledger/d1/Web_IN_0": "a.1", "ledger/d1/Web_IN_1": "a.1", "x": "y"})
     assert store.get_controller_state("ledger/") == {
@@ -188,5 +227,6 @@ CHECKS: list[Callable[[Store], None]] = [
     check_operations,
     check_events,
     check_certificates,
+    check_autoscale,
     check_controller_state,
 ]

@@ -12,7 +12,9 @@ Semantics every backend keeps:
   production);
 - packages are kept by content digest (``sha256:<hex>``), written once;
 - operations and events survive a restart; events are numbered in order (``seq``);
-- controller state is a flat key -> text map; ``None`` deletes; one call is one transaction.
+- controller state is a flat key -> text map; ``None`` deletes; one call is one transaction;
+- autoscale settings: one per (service, slot, role), replaced by a put; deleting a service
+  deletes its settings.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from cumulo.storage.store.records import (
+    AutoscaleRecord,
     CertificateRecord,
     DeploymentRecord,
     EventRecord,
@@ -106,5 +109,11 @@ class Store(Protocol):
     def put_certificate(self, certificate: CertificateRecord) -> CertificateRecord: ...
     def list_certificates(self, service: str) -> list[CertificateRecord]: ...
     def delete_certificate(self, service: str, thumbprint: str) -> None: ...
+
+    # autoscale settings (per service, slot and role)
+    def put_autoscale(self, record: AutoscaleRecord) -> AutoscaleRecord: ...
+    def get_autoscale(self, service: str, slot: str, role: str) -> AutoscaleRecord: ...
+    def list_autoscale(self, service: str | None = None) -> list[AutoscaleRecord]: ...
+    def delete_autoscale(self, service: str, slot: str, role: str) -> None: ...
 
     def close(self) -> None: ...

@@ -111,3 +111,15 @@ class CertificateRecord:
     pem: str
     """Certificate and (if any) private key, PEM."""
     created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class AutoscaleRecord:
+    """The autoscale setting of one role in one slot (``controller.autoscale`` reads it)."""
+
+    service: str
+    slot: str
+    role: str
+    document: Mapping[str, Any] = field(default_factory=dict)
+    """The setting as JSON (capacity and rules), already validated by the controller."""
+    updated_at: float = 0.0

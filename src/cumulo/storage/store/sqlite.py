@@ -2,7 +2,8 @@
 
 Layout of the data directory it owns::
 
-    <dir>/cumulo.db            services, deployments, operations, events, certificates
+    <dir>/cumulo.db            services, deployments, operations, events, certificates,
+                               autoscale settings
     <dir>/packages/<hex>       package bytes by content digest (written once, then renamed in)
 
 One connection, serialised by a lock (the controller process is the only writer; SQLite in WAL
@@ -26,6 +27,7 @@ from typing import Any
 from cumulo.clock import Clock, SystemClock
 from cumulo.errors import ConflictError, InputError, NotFoundError
 from cumulo.storage.store.records import (
+    AutoscaleRecord,
     CertificateRecord,
     DeploymentRecord,
     EventRecord,
@@ -101,6 +103,14 @@ CREATE TABLE IF NOT EXISTS certificates (
     pem TEXT NOT NULL,
     created_at REAL NOT NULL,
     PRIMARY KEY (service, thumbprint)
+);
+CREATE TABLE IF NOT EXISTS autoscale (
+    service TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    role TEXT NOT NULL,
+    document TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (service, slot, role)
 );
 """
 
@@ -203,6 +213,7 @@ class SqliteStore:
                     "delete them first."
                 )
             db.execute("DELETE FROM certificates WHERE service = ?", (name,))
+            db.execute("DELETE FROM autoscale WHERE service = ?", (name,))
             db.execute("DELETE FROM services WHERE name = ?", (name,))
 
     def _require_service(self, db: sqlite3.Connection, name: str) -> None:
@@ -636,4 +647,70 @@ class SqliteStore:
             if cur.rowcount == 0:
                 raise NotFoundError(
                     f"Service {service!r} has no certificate with thumbprint {thumbprint.upper()}."
+                )
+
+    # -- autoscale settings --------------------------------------------------------------------
+
+    @staticmethod
+    def _autoscale(row: sqlite3.Row) -> AutoscaleRecord:
+        return AutoscaleRecord(
+            row["service"], row["slot"], row["role"], json.loads(row["document"]), row["updated_at"]
+        )
+
+    def put_autoscale(self, record: AutoscaleRecord) -> AutoscaleRecord:
+        if record.slot not in _SLOTS:
+            raise InputError(f"Slot {record.slot!r} does not exist; use production or staging.")
+        stored = AutoscaleRecord(
+            record.service, record.slot, record.role, record.document, self._clock.wall()
+        )
+        with self._tx() as db:
+            self._require_service(db, record.service)
+            db.execute(
+                "INSERT OR REPLACE INTO autoscale VALUES (?, ?, ?, ?, ?)",
+                (
+                    stored.service,
+                    stored.slot,
+                    stored.role,
+                    json.dumps(dict(stored.document), sort_keys=True),
+                    stored.updated_at,
+                ),
+            )
+        return stored
+
+    def get_autoscale(self, service: str, slot: str, role: str) -> AutoscaleRecord:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM autoscale WHERE service = ? AND slot = ? AND role = ?",
+                (service, slot, role),
+            ).fetchone()
+            if row is None:
+                self._require_service(self._db, service)
+                raise NotFoundError(
+                    f"Role {role!r} of the {slot} slot of service {service!r} has no autoscale "
+                    "setting."
+                )
+        return self._autoscale(row)
+
+    def list_autoscale(self, service: str | None = None) -> list[AutoscaleRecord]:
+        with self._lock:
+            if service is None:
+                rows = self._db.execute("SELECT * FROM autoscale ORDER BY service, slot, role")
+            else:
+                self._require_service(self._db, service)
+                rows = self._db.execute(
+                    "SELECT * FROM autoscale WHERE service = ? ORDER BY slot, role", (service,)
+                )
+            return [self._autoscale(r) for r in rows.fetchall()]
+
+    def delete_autoscale(self, service: str, slot: str, role: str) -> None:
+        with self._tx() as db:
+            self._require_service(db, service)
+            cur = db.execute(
+                "DELETE FROM autoscale WHERE service = ? AND slot = ? AND role = ?",
+                (service, slot, role),
+            )
+            if cur.rowcount == 0:
+                raise NotFoundError(
+                    f"Role {role!r} of the {slot} slot of service {service!r} has no autoscale "
+                    "setting."
                 )
