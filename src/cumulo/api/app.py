@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from cumulo import __version__
+from cumulo.api import dashboard
 from cumulo.api.auth import BearerAuth
 from cumulo.api.problems import handle_cumulo_error, handle_unexpected
 from cumulo.controller.management import Management
@@ -733,7 +734,7 @@ def create_app(
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
 
-    routes = [Route("/openapi.json", openapi, methods=["GET"])]
+    routes = [Route("/openapi.json", openapi, methods=["GET"]), *dashboard.routes()]
     for e in ENDPOINTS:
         routes.append(Route(e.path, getattr(api, e.handler_name), methods=[e.method]))
     return Starlette(

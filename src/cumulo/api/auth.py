@@ -2,7 +2,8 @@
 
 The token is created at the first start, 32 random bytes (urlsafe base64), in
 ``<data dir>/api-token`` with mode 0600 (created with ``O_EXCL``, so two starts cannot race to
-different tokens). Every request but ``GET /openapi.json`` and ``GET /v1/health`` must carry
+different tokens). Every request but ``GET /openapi.json``, ``GET /v1/health`` and the
+dashboard's static files (``api.dashboard``: no data in them) must carry
 ``Authorization: Bearer <token>``; anything else gets 401 ``AuthenticationFailed``.
 """
 
@@ -16,11 +17,12 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cumulo.api import dashboard
 from cumulo.api.problems import problem_response
 from cumulo.errors import AuthError
 
 TOKEN_FILE = "api-token"
-PUBLIC_PATHS = frozenset({"/openapi.json", "/v1/health"})
+PUBLIC_PATHS = frozenset({"/openapi.json", "/v1/health"}) | dashboard.PUBLIC_PATHS
 
 
 def ensure_token(data_dir: str | os.PathLike[str]) -> str:

@@ -207,6 +207,7 @@ def serve(data_dir: Path | None, hosts: int, listen: str, storage_ports: str) ->
             url = await platform.start()
             click.echo(
                 f"cumulo is serving on {url} with {hosts} host(s); data in {directory}. "
+                f"Dashboard: {url}/dashboard/ ('cumulo dashboard' prints a sign-in link). "
                 "Ctrl-C stops everything.",
                 err=True,
             )
@@ -340,6 +341,7 @@ def run(
                 click.echo(f"{slot}:")
                 for endpoint, address in sorted(view["vips"].items()):
                     click.echo(f"{endpoint}: http://{address}/")
+                click.echo(f"dashboard: {dashboard_link(url, token)}")
                 click.echo(f"API {url} (CUMULO_HOME={home}); Ctrl-C stops.")
                 click.echo(
                     f"data directory: {home}{' (removed at exit)' if temporary else ''}; "
@@ -642,6 +644,20 @@ def _print_status(data: dict[str, Any]) -> None:
                 f"    {i['id']:<24} {i['status']:<18} UD {i['update_domain']}  FD {fd}"
                 f"  {i.get('host') or ''}"
             )
+
+
+def dashboard_link(url: str, token: str) -> str:
+    """The dashboard's address, signed in: the token rides in the URL fragment, which a browser
+    never sends to a server (the page moves it to its session storage and drops it)."""
+    return f"{url.rstrip('/')}/dashboard/#token={token}"
+
+
+@click.command("dashboard")
+def dashboard() -> None:
+    """Print a link that opens the dashboard signed in (it holds the API token: keep it private)."""
+    with _client() as c:
+        c.health()
+        click.echo(dashboard_link(c.url, c.token))
 
 
 @click.command("status")
@@ -1091,6 +1107,7 @@ def operation_wait(operation_id: str, timeout: float, as_json: bool) -> None:
 COMMANDS: list[click.Command] = [
     serve,
     run,
+    dashboard,
     service,
     cert,
     deploy,

@@ -85,6 +85,7 @@ class Client:
         timeout: float = 60.0,
     ) -> None:
         self.url = url.rstrip("/")
+        self.token = token
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "cumulo-client"},
