@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from cumulo.storage.azure.http import BadRequest, HttpProtocol, Request, Response, parse_target
+from cumulo.storage.azure.http import (
+    BadRequest,
+    CommitGate,
+    HttpProtocol,
+    Request,
+    Response,
+    parse_target,
+)
 
 
 class FakeTransport(asyncio.Transport):
@@ -137,3 +144,84 @@ def test_a_dropped_connection_removes_its_partial_spool_file(tmp_path) -> None: 
     assert len(list(tmp_path.iterdir())) == 1
     proto.connection_lost(None)
     assert list(tmp_path.iterdir()) == []
+
+
+class _Disk:
+    """A database stand-in: handlers commit (unsynced), sync() makes it durable."""
+
+    def __init__(self, events: list[str], fail: bool = False) -> None:
+        self.unsynced = False
+        self.events = events
+        self.fail = fail
+
+    def sync(self) -> None:
+        self.events.append("sync")
+        if self.fail:
+            raise OSError(5, "Input/output error")
+        self.unsynced = False
+
+
+class _RecordingTransport(FakeTransport):
+    def __init__(self, name: str, events: list[str]) -> None:
+        super().__init__()
+        self.name = name
+        self.events = events
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.events.append(f"write {self.name}")
+        super().write(data)
+
+
+def _gated(disk: _Disk, gate: CommitGate, name: str) -> tuple[HttpProtocol, _RecordingTransport]:
+    def handler(req: Request) -> Response:
+        if req.method == "POST":
+            disk.unsynced = True  # the handler committed a write
+        return Response(201 if req.method == "POST" else 200, [], b"ok")
+
+    def on_error(exc: BadRequest) -> Response:
+        return Response(exc.status, [("x-ms-error-code", exc.code)], b"")
+
+    proto = HttpProtocol(handler, on_error, 1000, gate=gate)
+    transport = _RecordingTransport(name, disk.events)
+    proto.connection_made(transport)
+    return proto, transport
+
+
+POST = b"POST /a HTTP/1.1\r\nContent-Length: 1\r\n\r\nx"
+GET = b"GET /a HTTP/1.1\r\n\r\n"
+
+
+def test_writes_of_one_loop_iteration_share_one_sync_before_any_answer() -> None:
+    async def scenario() -> list[str]:
+        events: list[str] = []
+        disk = _Disk(events)
+        gate = CommitGate(lambda: disk.unsynced, disk.sync)
+        a, _ta = _gated(disk, gate, "a")
+        b, _tb = _gated(disk, gate, "b")
+        c, _tc = _gated(disk, gate, "c")
+        a.data_received(POST)
+        b.data_received(POST)
+        c.data_received(GET)  # a read after unsynced writes waits too: it may show them
+        assert events == []  # nothing answered before the writes are durable
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        a.data_received(GET)  # nothing unsynced, nothing held: answered at once
+        return events
+
+    assert asyncio.run(scenario()) == ["sync", "write a", "write b", "write c", "write a"]
+
+
+def test_a_failed_sync_answers_500_instead_of_acknowledging() -> None:
+    async def scenario() -> bytes:
+        events: list[str] = []
+        disk = _Disk(events, fail=True)
+        gate = CommitGate(lambda: disk.unsynced, disk.sync)
+        proto, transport = _gated(disk, gate, "a")
+        proto.data_received(POST)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return bytes(transport.out)
+
+    out = asyncio.run(scenario())
+    assert out.startswith(b"HTTP/1.1 500 ")
+    assert b"x-ms-error-code: InternalError" in out

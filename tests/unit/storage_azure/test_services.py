@@ -148,3 +148,69 @@ def test_batch_body_parsing() -> None:
     assert ops[1].headers["if-match"] == "*"
     with pytest.raises(StorageError):
         parse_batch(b"garbage", "multipart/mixed")
+
+
+def test_full_durability_leaves_commits_to_one_wal_sync(tmp_path: Path) -> None:
+    db = Database(tmp_path / "s.db", "full")
+    assert db.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL; sync() does FULL
+    with db.write() as conn:
+        conn.execute("CREATE TABLE t (x)")
+    with db.write() as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert db.unsynced
+    db.sync()
+    db.sync()  # nothing new: no second fdatasync
+    assert (db.unsynced, db.syncs) == (False, 1)
+    with db.write() as conn:
+        conn.execute("SELECT * FROM t").fetchall()
+        conn.execute("DELETE FROM t WHERE x = 99")
+    assert not db.unsynced  # a transaction that changed nothing needs no sync
+    db.close()
+    relaxed = Database(tmp_path / "n.db", "normal")
+    with relaxed.write() as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    assert not relaxed.unsynced
+    relaxed.close()
+
+
+def test_the_server_syncs_the_wal_of_an_acknowledged_write(tmp_path: Path) -> None:
+    """The commit gate is wired into the listeners (its ordering is tested in test_http)."""
+    import asyncio
+    import base64
+    from email.utils import formatdate
+
+    from cumulo.storage.azure.accounts import DEV_KEY
+    from cumulo.storage.azure.auth import shared_key_string, sign
+    from cumulo.storage.azure.http import Request, parse_target
+    from cumulo.storage.azure.server import StorageApp, StorageSettings, bound_ports, start
+
+    app = StorageApp(StorageSettings(tmp_path, blob_port=0, queue_port=0, table_port=0))
+    seen: list[tuple[int, bool]] = []  # (syncs done, unsynced) when the answer arrived
+
+    def signed(method: str, target: str) -> bytes:
+        path, raw, query = parse_target(target)
+        headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2026-10-06"}
+        req = Request(method, target, path, raw, headers, b"", "", query)
+        mac = sign(base64.b64decode(DEV_KEY), shared_key_string(req, "devstoreaccount1"))
+        lines = [f"{method} {target} HTTP/1.1", "Content-Length: 0"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        lines.append(f"Authorization: SharedKey devstoreaccount1:{mac}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    async def scenario() -> bytes:
+        servers = await start(app)
+        port = bound_ports(servers)["queue"]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(signed("PUT", "/devstoreaccount1/gated"))
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append((app.db.syncs, app.db.unsynced))
+        writer.close()
+        for srv in servers.values():
+            srv.close()
+        return head
+
+    head = asyncio.run(scenario())
+    app.close()
+    assert head.startswith(b"HTTP/1.1 201"), head
+    assert seen == [(1, False)]

@@ -21,7 +21,7 @@ import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cmp_to_key
+from functools import cmp_to_key, lru_cache
 from urllib.parse import unquote
 
 from cumulo.storage.azure.accounts import Account
@@ -93,9 +93,15 @@ def sign(key: bytes, text: str) -> str:
     return base64.b64encode(hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()).decode()
 
 
+@lru_cache(maxsize=256)
+def _ordered(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` in the service's order (an SDK sends the same few sets again and again)."""
+    return tuple(sorted(names, key=_HEADER_KEY))
+
+
 def canonical_headers(headers: Mapping[str, str]) -> str:
-    names = sorted((n for n in headers if n.startswith("x-ms-")), key=_HEADER_KEY)
-    return "".join(f"{n}:{headers[n]}\n" for n in names)
+    names = _ordered(tuple(n for n in headers if n.startswith("x-ms-")))
+    return "".join([f"{n}:{headers[n]}\n" for n in names])
 
 
 def canonical_query(raw_query: list[tuple[str, str]]) -> str:

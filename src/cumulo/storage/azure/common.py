@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -29,6 +30,16 @@ def iso8601(ts: float) -> str:
     """A Unix time in the 7-digit ISO form the table service uses."""
     dt = datetime.fromtimestamp(ts, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}0Z"
+
+
+_VARIANT = "89ab"
+
+
+def new_guid() -> str:
+    """A random version-4 GUID as text (the same as ``str(uuid.uuid4())``, at half the cost:
+    request and message ids are made on every request)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def xml_text(value: str) -> str:

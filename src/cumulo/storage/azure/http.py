@@ -7,7 +7,9 @@ well-formed HTTP/1.1 with ``Content-Length`` (chunked bodies are accepted too), 
 alive and never pipeline, so the parser stays small.
 
 Handlers are synchronous callables ``(Request) -> Response``: they run on the event loop thread
-and do their SQLite and file work directly (one writer, no locks, no thread hops).
+and do their SQLite and file work directly (one writer, no locks, no thread hops). A
+``CommitGate`` holds responses back until the writes they acknowledge are on disk, with one sync
+per event-loop iteration for all of them (group commit).
 """
 
 from __future__ import annotations
@@ -100,6 +102,53 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+class CommitGate:
+    """Group commit: responses wait until the writes they acknowledge are on disk.
+
+    ``unsynced()`` says whether a committed write still needs ``sync()``. After a handler, a
+    response is sent at once when nothing is unsynced and nothing is held; otherwise it is held
+    and one flush is scheduled for the end of this event-loop iteration: it runs ``sync()`` once
+    and then sends every held response, in the order they were produced. Concurrent writers thus
+    share one fsync, and a read never shows a client a write that is not yet durable. When
+    ``sync()`` fails, the held responses become 500s: the writes may not survive a power loss.
+    """
+
+    def __init__(self, unsynced: Callable[[], bool], sync: Callable[[], None]) -> None:
+        self.unsynced = unsynced
+        self.sync = sync
+        self.held: list[tuple[HttpProtocol, Response, bool, bool]] = []
+        self.flushes = 0
+        """How many flushes ran (each is one sync for all the responses it released)."""
+        self._scheduled = False
+
+    def must_hold(self) -> bool:
+        return bool(self.held) or self.unsynced()
+
+    def hold(self, proto: HttpProtocol, response: Response, close: bool, head: bool) -> None:
+        self.held.append((proto, response, close, head))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        held, self.held = self.held, []
+        failure: OSError | None = None
+        try:
+            self.sync()
+        except OSError as exc:
+            failure = exc
+            get_logger(component="storage").error("storage.sync_failed", error=str(exc))
+        self.flushes += 1
+        for proto, response, close, head in held:
+            if failure is not None:
+                response = proto.failure_response(failure)
+            try:
+                proto.send(response, close=close, head=head)
+            except Exception:  # one broken connection must not keep the others waiting
+                get_logger(component="storage").exception("storage.send_failed")
+
+
 def parse_target(target: str) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
     """Split a request target into (raw path, raw query pairs, decoded query dict)."""
     path, _, qs = target.partition("?")
@@ -156,7 +205,9 @@ class HttpProtocol(asyncio.Protocol):
         max_body: int,
         spool_dir: str | None = None,
         spool_threshold: int = 256 * 1024,
+        gate: CommitGate | None = None,
     ) -> None:
+        self._gate = gate
         self._spool_dir = spool_dir
         self._spool_threshold = spool_threshold
         # (fd, path, md5, bytes still to come) while a large body streams to a file.
@@ -196,7 +247,7 @@ class HttpProtocol(asyncio.Protocol):
         try:
             self._process()
         except BadRequest as exc:
-            self._send(self._error_handler(exc), close=True)
+            self._respond(self._error_handler(exc), close=True)
 
     # -- parsing -----------------------------------------------------------------------------
 
@@ -372,12 +423,30 @@ class HttpProtocol(asyncio.Protocol):
         )
         response = self._handler(request)
         close = headers.get("connection", "").lower() == "close"
-        if method == "HEAD":
-            self._send(response, close=close, head=True)
-        else:
-            self._send(response, close=close)
+        self._respond(response, close=close, head=method == "HEAD")
 
-    def _send(self, response: Response, *, close: bool, head: bool = False) -> None:
+    def _respond(self, response: Response, *, close: bool, head: bool = False) -> None:
+        """Send now, or hold the response in the commit gate until its write is durable."""
+        gate = self._gate
+        if gate is not None and gate.must_hold():
+            if close:
+                self._closed = True  # parse nothing more from this connection
+            gate.hold(self, response, close, head)
+        else:
+            self.send(response, close=close, head=head)
+
+    def failure_response(self, exc: OSError) -> Response:
+        """What a held response becomes when the sync of its write failed."""
+        return self._error_handler(
+            BadRequest(
+                500,
+                "InternalError",
+                f"The write could not be made durable ({exc.strerror or exc}); it may be lost.",
+            )
+        )
+
+    def send(self, response: Response, *, close: bool, head: bool = False) -> None:
+        """Write the response to the connection now (and close it when ``close``)."""
         transport = self._transport
         if transport is None:
             return
@@ -415,14 +484,16 @@ async def serve(
     *,
     max_body: int,
     spool_dir: str | None = None,
+    gate: CommitGate | None = None,
 ) -> asyncio.Server:
     """Start listening; returns the asyncio server (its socket tells the bound port).
 
-    With ``spool_dir``, bodies of 256 KiB or more stream to a file there as they arrive.
+    With ``spool_dir``, bodies of 256 KiB or more stream to a file there as they arrive; with
+    ``gate``, responses wait for the writes they acknowledge to be synced (group commit).
     """
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: HttpProtocol(handler, error_handler, max_body, spool_dir),
+        lambda: HttpProtocol(handler, error_handler, max_body, spool_dir, gate=gate),
         host=host,
         port=port,
         reuse_address=True,

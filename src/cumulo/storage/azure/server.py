@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +24,17 @@ from cumulo.log import get_logger
 from cumulo.storage.azure.accounts import Account, account_table, make_account
 from cumulo.storage.azure.auth import Need, authenticate
 from cumulo.storage.azure.blob import BlobService
-from cumulo.storage.azure.common import XML_HEAD, xml_text
+from cumulo.storage.azure.common import XML_HEAD, new_guid, xml_text
 from cumulo.storage.azure.db import Database
 from cumulo.storage.azure.errors import StorageError
-from cumulo.storage.azure.http import BadRequest, Request, Response, http_date, serve
+from cumulo.storage.azure.http import (
+    BadRequest,
+    CommitGate,
+    Request,
+    Response,
+    http_date,
+    serve,
+)
 from cumulo.storage.azure.queue import QueueService
 from cumulo.storage.azure.service_props import ServiceProperties
 from cumulo.storage.azure.table import TableService
@@ -102,6 +108,8 @@ class StorageApp:
         self._accounts_checked = 0.0
         self._accounts_mtime: float | None = None
         self._reload_accounts()
+        self.requests = 0
+        """Requests answered since start (logged at stop with the number of WAL syncs)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database(settings.data_dir / "storage.db", settings.durability)
         self.props = ServiceProperties(self.db, now)
@@ -110,6 +118,11 @@ class StorageApp:
         blob.accounts = lambda: self.accounts
         self.services["blob"] = blob
         self.services["table"] = TableService(self.db, now, self.props)
+        db = self.db
+        self.gate: CommitGate | None = (
+            CommitGate(lambda: db.unsynced, db.sync) if db.group_commit else None
+        )
+        """Holds responses until their writes are synced (one gate for the three services)."""
 
     def close(self) -> None:
         self.db.close()
@@ -146,7 +159,8 @@ class StorageApp:
         impl = self.services[service]
 
         def handle(req: Request) -> Response:
-            request_id = str(uuid.uuid4())
+            self.requests += 1
+            request_id = new_guid()
             try:
                 response = self._handle(impl, req)
             except StorageError as exc:
@@ -217,7 +231,7 @@ class StorageApp:
 
     def bad_request_handler(self, service: str) -> Callable[[BadRequest], Response]:
         def handle(exc: BadRequest) -> Response:
-            request_id = str(uuid.uuid4())
+            request_id = new_guid()
             response = self._error(service, exc.status, exc.code, exc.message, request_id)
             response.headers.append(("x-ms-request-id", request_id))
             response.headers.append(("Date", http_date()))
@@ -238,6 +252,7 @@ async def start(app: StorageApp) -> dict[str, asyncio.Server]:
                 port,
                 max_body=s.max_body,
                 spool_dir=str(s.data_dir / "blobs") if service == "blob" else None,
+                gate=app.gate,
             )
         except OSError as exc:
             for srv in servers.values():
@@ -299,4 +314,4 @@ async def run_forever(settings: StorageSettings) -> None:
     for srv in servers.values():
         await srv.wait_closed()
     app.close()
-    log.info("storage.stopped")
+    log.info("storage.stopped", requests=app.requests, wal_syncs=app.db.syncs)
