@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 AZURITE = ROOT / "bench" / ".work" / "node_modules" / ".bin" / "azurite"
@@ -162,6 +163,59 @@ def queue_workload(t: Target, n: int = 1000) -> dict[str, float]:
         "queue recv32+delete msg/s": done / (t2 - t1),
         "queue overall msg/s": done / (t2 - t0),
     }
+
+
+def _client_process(cs: str, queue: str, n: int, barrier: Any, out: Any) -> None:
+    """One SDK client of the concurrent workload (a process of its own, like a role instance)."""
+    from azure.storage.queue import QueueClient
+
+    q = QueueClient.from_connection_string(cs, queue)
+    body = "x" * 100
+    q.send_message(body)  # warm the connection before the clock starts
+    for m in q.receive_messages(messages_per_page=32, max_messages=32):
+        q.delete_message(m)
+    barrier.wait()
+    for _ in range(n):
+        q.send_message(body)
+    done = 0
+    while done < n:
+        batch = list(q.receive_messages(messages_per_page=32, max_messages=32))
+        if not batch:
+            break
+        for m in batch:
+            q.delete_message(m)
+        done += len(batch)
+    out.put(done)
+
+
+def concurrent_workload(t: Target, clients: int, n: int = 500) -> dict[str, float]:
+    """``clients`` SDK clients in separate processes, each put -> receive(32) -> delete on its
+    own queue: total messages / wall time from a common start until the last one is done."""
+    import multiprocessing
+
+    from azure.storage.queue import QueueClient
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(clients + 1)
+    out = ctx.Queue()
+    stamp = int(time.time() * 1000) % 10**9
+    names = [f"conc{stamp}-{i}" for i in range(clients)]
+    for name in names:
+        QueueClient.from_connection_string(t.cs(), name).create_queue()
+    procs = [
+        ctx.Process(target=_client_process, args=(t.cs(), name, n, barrier, out)) for name in names
+    ]
+    for proc in procs:
+        proc.start()
+    barrier.wait(timeout=120)
+    t0 = time.perf_counter()
+    done = sum(out.get(timeout=600) for _ in procs)
+    elapsed = time.perf_counter() - t0
+    for proc in procs:
+        proc.join(timeout=30)
+    for name in names:
+        QueueClient.from_connection_string(t.cs(), name).delete_queue()
+    return {f"queue overall msg/s, {clients} SDK clients (processes)": done / elapsed}
 
 
 def _account_sas() -> str:
@@ -377,6 +431,58 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), http="httptools", loop
 }
 
 
+_CANNED_QUEUE_SERVER = """
+import asyncio, sys, uuid
+from cumulo.storage.azure.http import Response, http_date, serve
+T = "Wed, 25 Nov 2026 18:00:00 GMT"
+def msg(i, text):
+    return (f"<QueueMessage><MessageId>{uuid.UUID(int=i)}</MessageId>"
+            f"<InsertionTime>{T}</InsertionTime><ExpirationTime>{T}</ExpirationTime>"
+            f"<PopReceipt>AAAAAAAAAAAAAAAA</PopReceipt><TimeNextVisible>{T}</TimeNextVisible>"
+            + (f"<DequeueCount>1</DequeueCount><MessageText>{'x' * 100}</MessageText>"
+               if text else "") + "</QueueMessage>")
+HEAD = '<?xml version="1.0" encoding="utf-8"?>'
+PUT = (HEAD + "<QueueMessagesList>" + msg(1, False) + "</QueueMessagesList>").encode()
+GET = (HEAD + "<QueueMessagesList>" + "".join(msg(i, True) for i in range(32))
+       + "</QueueMessagesList>").encode()
+def handler(req):
+    status, body = {"POST": (201, PUT), "GET": (200, GET), "PUT": (201, b"")}.get(
+        req.method, (204, b""))
+    headers = [("Content-Type", "application/xml")] if body else []
+    headers += [("x-ms-request-id", str(uuid.uuid4())),
+                ("x-ms-version", req.headers.get("x-ms-version", "")), ("Date", http_date()),
+                ("x-ms-client-request-id", req.headers.get("x-ms-client-request-id", "")),
+                ("Server", "cumulo-storage")]
+    return Response(status, headers, body)
+async def main():
+    await serve(handler, lambda e: Response(400), "127.0.0.1", int(sys.argv[1]), max_body=1 << 20)
+    await asyncio.Event().wait()
+try:
+    import uvloop
+    uvloop.run(main())
+except ImportError:
+    asyncio.run(main())
+"""
+
+
+@contextmanager
+def start_canned() -> Iterator[Target]:
+    """A queue endpoint that answers every SDK call at once with a fixed, valid response (no
+    storage, no auth): what the SDK client alone costs. Receives always return 32 messages."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CANNED_QUEUE_SERVER, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ports([port], time.monotonic() + 30)
+        yield Target("sdk-alone", port, port, port, proc)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -425,7 +531,10 @@ def main() -> None:
     parser.add_argument("--durability", default="full", choices=["full", "normal", "off"])
     parser.add_argument("--only", choices=["cumulo", "azurite"], default=None)
     parser.add_argument("--rounds", type=int, default=1, help="repeat; the median is printed")
-    parser.add_argument("--skip", action="append", default=[], help="queue|backlog|blob|table")
+    parser.add_argument(
+        "--skip", action="append", default=[], help="queue|concurrent|backlog|blob|table"
+    )
+    parser.add_argument("--clients", type=int, default=4, help="SDK client processes (concurrent)")
     parser.add_argument(
         "--stack", action="store_true", help="only compare HTTP server stacks (canned answers)"
     )
@@ -441,15 +550,16 @@ def main() -> None:
     if args.only != "cumulo" and not AZURITE.exists():
         print(f"(Azurite not found at {AZURITE}; run `npm install --prefix bench/.work azurite`)")
     tmp = Path(tempfile.mkdtemp(prefix="cumulo-storage-bench-"))
-    samples: dict[str, dict[str, list[float]]] = {"cumulo": {}, "azurite": {}}
+    samples: dict[str, dict[str, list[float]]] = {"cumulo": {}, "azurite": {}, "sdk-alone": {}}
     steps: list[tuple[str, Callable[[Target], dict[str, float]]]] = [
         ("queue", queue_workload),
+        ("concurrent", lambda t: concurrent_workload(t, args.clients)),
         ("backlog", lambda t: backlog_workload(t, args.backlog, args.drain_seconds)),
         ("blob", lambda t: blob_workload(t, args.big_mb)),
         ("table", table_workload),
     ]
     try:
-        with start_cumulo(tmp / "cumulo", args.durability) as cum:
+        with start_cumulo(tmp / "cumulo", args.durability) as cum, start_canned() as canned:
             azurite_ctx = start_azurite(tmp / "azurite") if use_azurite else None
             az = azurite_ctx.__enter__() if azurite_ctx else None
             try:
@@ -461,12 +571,13 @@ def main() -> None:
                     for step, fn in steps:
                         if step in args.skip:
                             continue
-                        for target in order:
+                        for target in order + ([canned] if step == "queue" else []):
                             t0 = time.perf_counter()
                             for metric, value in fn(target).items():
                                 samples[target.name].setdefault(metric, []).append(value)
                             took = time.perf_counter() - t0
-                            print(f"  round {round_no + 1} {step:8s} {target.name:8s} {took:.1f} s")
+                            label = f"round {round_no + 1} {step:10s} {target.name:9s}"
+                            print(f"  {label} {took:.1f} s")
                 for target in targets:
                     samples[target.name]["RSS after run MB"] = [target.rss_mb()]
             finally:
@@ -483,7 +594,7 @@ def main() -> None:
     if args.rounds > 1:
         print(f"median of {args.rounds} rounds")
     print(f"{'metric':48s} {'cumulo':>10s} {'azurite':>10s} {'ratio':>7s}")
-    for metric, value in results["cumulo"].items() or results["azurite"].items():
+    for metric, value in results["cumulo"].items():
         other = results["azurite"].get(metric)
         ratio = ""
         if other and other == other and value == value and other != 0:
@@ -494,6 +605,19 @@ def main() -> None:
         for metric, value in results["azurite"].items():
             print(f"{metric:48s} {'-':>10s} {value:10.1f}")
     print("(rates: ratio > 1 means cumulo is faster; ms and MB: ratio < 1 is better)")
+    alone = results["sdk-alone"]
+    if alone:
+        print()
+        print("the SDK client alone (a canned server that answers at once, no storage work):")
+        for metric, value in alone.items():
+            print(f"{metric:48s} {value:10.1f}")
+        az_overall = results["azurite"].get("queue overall msg/s")
+        if az_overall:
+            ceiling = alone["queue overall msg/s"] / az_overall
+            print(
+                f"=> with one sequential SDK client no server can exceed {ceiling:.2f}x Azurite's "
+                "queue overall msg/s in this run"
+            )
     print("uptime after:", _uptime())
 
 
