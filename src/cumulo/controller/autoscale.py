@@ -22,8 +22,8 @@ up), or to exactly ``value`` instances (``ExactCount``), then waits ``cooldown``
 1. A count outside ``minimum..maximum`` is brought back into range first (cooldown or not).
 2. Nothing else happens while the last action's cooldown runs.
 3. **Scale out if any** scale-out rule fires: the largest resulting count wins.
-4. When a rule's metric has no data for its window and the count is below ``default``, scale
-   out to ``default`` (a broken metric never scales in).
+4. When a rule's metric has no data for its window, the count goes up to ``default`` if it is
+   below it, and never down (the load is not known).
 5. **Scale in only if all** scale-in rules fire: the smallest decrease wins.
 6. **No flapping**: before a scale-in to N, each scale-out rule is evaluated on the metric as it
    would be at N instances (a per-instance metric — CPU, or a queue divided per instance — is
@@ -409,14 +409,18 @@ def decide(
             f"rules[{i}] ({rules[i].describe()}) fired with {_num(_v(values[i]))}, but {limit}."
         )
 
+    if missing:
+        # Without every metric the load is not known: never scale in.
+        i = missing[0]
+        return no_change(
+            f"rules[{i}] ({rules[i].describe()}) has no data for its time window; no scale-in "
+            "without it."
+        )
+
     # Scale in only if every scale-in rule fires; the smallest decrease wins.
     ins = [i for i, r in enumerate(rules) if not r.scales_out]
     if not ins:
         return no_change("No scale-out rule fired and there is no scale-in rule.")
-    quiet = [i for i in ins if values[i] is None]
-    if quiet:
-        i = quiet[0]
-        return no_change(f"rules[{i}] ({rules[i].describe()}) has no data for its time window.")
     held = [i for i in ins if not rules[i].operator.holds(_v(values[i]), rules[i].threshold)]
     if held:
         i = held[0]

@@ -152,13 +152,14 @@ def test_out_wins_over_in(
 
 @common
 @settings(max_examples=250)
-def test_scale_in_only_when_every_in_rule_fires_and_no_out_rule_does(
+def test_scale_in_only_when_every_in_rule_fires_no_out_rule_does_and_no_data_is_missing(
     setting: AutoscaleSetting, samples: dict[str, list[Sample]], current: int, last: LastAction
 ) -> None:
     d = decide(setting, samples, current, NOW, last)
     if d.target < current and d.outcome is not Outcome.CAPACITY:
         assert d.outcome is Outcome.IN
         pairs = list(zip(setting.rules, values_of(setting, samples, current), strict=True))
+        assert all(v is not None for _, v in pairs), d  # every metric known
         assert all(fires(r, v) for r, v in pairs if not r.scales_out), d
         assert not any(fires(r, v) for r, v in pairs if r.scales_out), d
 
