@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +30,7 @@ from cumulo import __version__
 from cumulo.api import dashboard
 from cumulo.api.auth import BearerAuth
 from cumulo.api.problems import handle_cumulo_error, handle_unexpected
+from cumulo.controller import autoscaler
 from cumulo.controller.management import Management
 from cumulo.controller.views import deployment_view
 from cumulo.errors import CumuloError, InputError, TemporaryError
@@ -269,6 +270,40 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
+        "/v1/services/{service}/autoscale",
+        "listAutoscale",
+        "The service's autoscale settings (per slot and role), each with its last evaluation",
+        "list_autoscale",
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/services/{service}/deploymentslots/{slot}/roles/{role}/autoscale",
+        "setAutoscale",
+        "Set a role's autoscale setting: capacity and CPU/queue rules (docs/autoscale.md)",
+        "set_autoscale",
+        _props(
+            ["capacity"],
+            capacity=_props(["minimum", "maximum"], minimum=INT, maximum=INT, default=INT),
+            rules={"type": "array", "maxItems": 10, "items": {"type": "object"}},
+        ),
+    ),
+    Endpoint(
+        "GET",
+        "/v1/services/{service}/deploymentslots/{slot}/roles/{role}/autoscale",
+        "getAutoscale",
+        "A role's autoscale setting and its last evaluation (values, decision, last action)",
+        "get_autoscale",
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/services/{service}/deploymentslots/{slot}/roles/{role}/autoscale",
+        "deleteAutoscale",
+        "Autoscale off for a role (its instance count stays as it is)",
+        "delete_autoscale",
+        responses={"204": "Deleted"},
+    ),
+    Endpoint(
+        "GET",
         "/v1/services/{service}/operations",
         "listOperations",
         "Operations of a service",
@@ -350,6 +385,13 @@ InstanceExec = Callable[[str, str, str, list[str], float], Awaitable[dict[str, A
 command in an instance's context on its host."""
 
 
+class AutoscaleHooks(Protocol):
+    """The running autoscaler, as the API sees it (``controller.autoscaler.Autoscaler``)."""
+
+    def status(self, service: str, slot: str, role: str) -> dict[str, Any] | None: ...
+    def wake(self) -> None: ...
+
+
 class Api:
     """The request handlers; one instance per app."""
 
@@ -358,10 +400,57 @@ class Api:
         management: Management,
         logs: LogReader | None = None,
         exec_: InstanceExec | None = None,
+        autoscale: AutoscaleHooks | None = None,
     ) -> None:
         self.m = management
         self.logs = logs
         self.exec = exec_
+        self.autoscale = autoscale
+
+    def _autoscale_status(self, service: str, slot: str, role: str) -> dict[str, Any] | None:
+        return self.autoscale.status(service, slot, role) if self.autoscale else None
+
+    async def list_autoscale(self, request: Request) -> Response:
+        service = request.path_params["service"]
+        views = await run_in_threadpool(
+            autoscaler.list_settings, self.m, service, self._autoscale_status
+        )
+        return JSONResponse({"settings": views})
+
+    async def set_autoscale(self, request: Request) -> Response:
+        p = request.path_params
+        data = await _json(request)
+        view = await run_in_threadpool(
+            autoscaler.put_setting,
+            self.m,
+            p["service"],
+            p["slot"],
+            p["role"],
+            data,
+            self._autoscale_status,
+        )
+        if self.autoscale is not None:
+            self.autoscale.wake()
+        return JSONResponse(view)
+
+    async def get_autoscale(self, request: Request) -> Response:
+        p = request.path_params
+        view = await run_in_threadpool(
+            autoscaler.get_setting,
+            self.m,
+            p["service"],
+            p["slot"],
+            p["role"],
+            self._autoscale_status,
+        )
+        return JSONResponse(view)
+
+    async def delete_autoscale(self, request: Request) -> Response:
+        p = request.path_params
+        await run_in_threadpool(
+            autoscaler.delete_setting, self.m, p["service"], p["slot"], p["role"]
+        )
+        return Response(status_code=204)
 
     async def instance_exec(self, request: Request) -> Response:
         p = request.path_params
@@ -726,9 +815,10 @@ def create_app(
     token: str,
     logs: LogReader | None = None,
     exec_: InstanceExec | None = None,
+    autoscale: AutoscaleHooks | None = None,
 ) -> Starlette:
     """The ASGI app: routes, bearer auth, problem+json errors."""
-    api = Api(management, logs, exec_)
+    api = Api(management, logs, exec_, autoscale)
     document = openapi_document()
 
     async def openapi(request: Request) -> Response:

@@ -46,6 +46,7 @@ from cumulo.api.app import create_app
 from cumulo.api.auth import ensure_token
 from cumulo.api.server import bound_url, uvicorn_config, write_endpoint
 from cumulo.clock import SystemClock
+from cumulo.controller.autoscaler import Autoscaler, AutoscalerSettings, QueueLength
 from cumulo.controller.loop import Controller, LoopSettings
 from cumulo.controller.management import Management
 from cumulo.controller.ports import HostAgentHttp, LoadBalancerHttp
@@ -344,17 +345,28 @@ class Platform:
         management.observe = controller.snapshot
         management.wake = controller.wake
         self.controller = controller
+        # Autoscale: the host agents run on this machine (CPU from /proc when they report no
+        # cgroup counter); queue lengths from this platform's storage service.
+        self.queues = QueueLength(self._queue_endpoint)
+        self.autoscaler = Autoscaler(
+            management,
+            self.hosts,
+            queues=self.queues,
+            settings=AutoscalerSettings(local_hosts=True),
+        )
         app = create_app(
             management,
             token=token,
             logs=controller.instance_logs,
             exec_=controller.instance_exec,
+            autoscale=self.autoscaler,
         )
         server = _Server(uvicorn_config(app, *self.listen))
         self.server = server
         self._tasks.append(asyncio.create_task(server.serve()))
         self._tasks.append(asyncio.create_task(controller.run(self._stop)))
         self._tasks.append(asyncio.create_task(self._supervise()))
+        self._tasks.append(asyncio.create_task(self.autoscaler.run(self._stop)))
         deadline = time.monotonic() + 30
         while not server.started:
             if self._tasks[0].done() or time.monotonic() > deadline:
@@ -364,6 +376,12 @@ class Platform:
         write_endpoint(self.data_dir, self.url)
         self.log.info("platform.ready", url=self.url, hosts=self.host_count)
         return self.url
+
+    def _queue_endpoint(self) -> tuple[str, int] | None:
+        """Where the storage service's queue API listens now (None: it does not run)."""
+        if self.storage is None or self.storage_pid is None:
+            return None
+        return str(self.storage.get("host", "127.0.0.1")), int(self.storage["queue"])
 
     async def _supervise(self, interval: float = 0.5) -> None:
         """Start a host agent again when its process dies; the new one adopts the instances
@@ -431,6 +449,9 @@ class Platform:
         for lb in self.lbs.values():
             with contextlib.suppress(Exception):
                 await lb.close()
+        if hasattr(self, "queues"):
+            with contextlib.suppress(Exception):
+                await self.queues.close()
         for proc in self.procs:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

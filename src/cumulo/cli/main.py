@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "cumulo.cli.lb_cmds",
     "cumulo.cli.storage_cmds",
     "cumulo.cli.service_cmds",
+    "cumulo.cli.autoscale_cmds",
 )
 
 

@@ -201,6 +201,35 @@ class Client:
             f"/v1/services/{quote(service, safe='')}/certificates/{quote(thumbprint, safe='')}",
         )
 
+    # -- autoscale -----------------------------------------------------------------------------
+
+    def _autoscale(self, service: str, slot: str, role: str) -> str:
+        return f"{self._slot(service, slot)}/roles/{quote(role, safe='')}/autoscale"
+
+    def set_autoscale(
+        self, service: str, slot: str, role: str, setting: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Set a role's autoscale setting (capacity and rules; docs/autoscale.md); returns it
+        as stored, every default written out."""
+        result: dict[str, Any] = self._json(
+            "PUT", self._autoscale(service, slot, role), json=setting
+        )
+        return result
+
+    def get_autoscale(self, service: str, slot: str, role: str) -> dict[str, Any]:
+        """A role's setting and its last evaluation (``status``: values, decision, last action)."""
+        result: dict[str, Any] = self._json("GET", self._autoscale(service, slot, role))
+        return result
+
+    def list_autoscale(self, service: str) -> list[dict[str, Any]]:
+        return list(
+            self._json("GET", f"/v1/services/{quote(service, safe='')}/autoscale")["settings"]
+        )
+
+    def delete_autoscale(self, service: str, slot: str, role: str) -> None:
+        """Autoscale off for a role (its instance count stays)."""
+        self._request("DELETE", self._autoscale(service, slot, role))
+
     # -- packages ------------------------------------------------------------------------------
 
     def upload_package(self, data: bytes) -> dict[str, Any]:
