@@ -22,8 +22,9 @@ up), or to exactly ``value`` instances (``ExactCount``), then waits ``cooldown``
 1. A count outside ``minimum..maximum`` is brought back into range first (cooldown or not).
 2. Nothing else happens while the last action's cooldown runs.
 3. **Scale out if any** scale-out rule fires: the largest resulting count wins.
-4. When a rule's metric has no data for its window, the count goes up to ``default`` if it is
-   below it, and never down (the load is not known).
+4. When a rule's metric has no data for a window it was observed for (the metric is
+   unavailable), the count goes up to ``default`` if it is below it; and while any rule has no
+   value (unavailable, or not yet observed for its whole window) the count never goes down.
 5. **Scale in only if all** scale-in rules fire: the smallest decrease wins.
 6. **No flapping**: before a scale-in to N, each scale-out rule is evaluated on the metric as it
    would be at N instances (a per-instance metric — CPU, or a queue divided per instance — is
@@ -294,6 +295,13 @@ def _aggregate(how: TimeAggregation, values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def covered(rule: Rule, series: Sequence[Sample], now: float) -> bool:
+    """Whether ``series`` has been observed for the rule's whole window (a reading, with data
+    or not, at or before its start)."""
+    start = now - rule.time_window
+    return any(s.time <= start for s in series)
+
+
 def metric_value(rule: Rule, series: Sequence[Sample], current: int, now: float) -> float | None:
     """The rule's metric over its time window ending at ``now``, or None without enough data.
 
@@ -302,7 +310,7 @@ def metric_value(rule: Rule, series: Sequence[Sample], current: int, now: float)
     or a new setting never acts on one reading of a long window.
     """
     start = now - rule.time_window
-    if not any(s.time <= start for s in series):
+    if not covered(rule, series, now):
         return None
     inside = sorted((s for s in series if start < s.time <= now and s.values), key=lambda s: s.time)
     if not inside:
@@ -340,6 +348,7 @@ def decide(
     cap = setting.capacity
     rules = setting.rules
     values = tuple(metric_value(r, samples.get(r.source, ()), current, now) for r in rules)
+    young = tuple(not covered(r, samples.get(r.source, ()), now) for r in rules)
     longest_cooldown = max((r.action.cooldown for r in rules), default=0.0)
 
     def no_change(reason: str) -> Decision:
@@ -384,7 +393,10 @@ def decide(
                 values=values,
             )
 
-    missing = [i for i, v in enumerate(values) if v is None]
+    # No data although the window was observed (a queue that cannot be read, no CPU counter):
+    # the metric is unavailable. A series younger than its window is not (a new setting, a
+    # restarted controller): it only waits.
+    missing = [i for i, v in enumerate(values) if v is None and not young[i]]
     if missing and current < cap.default:
         i = missing[0]
         return Decision(
@@ -415,6 +427,13 @@ def decide(
         return no_change(
             f"rules[{i}] ({rules[i].describe()}) has no data for its time window; no scale-in "
             "without it."
+        )
+    waiting = [i for i, v in enumerate(values) if v is None]
+    if waiting:
+        i = waiting[0]
+        return no_change(
+            f"rules[{i}] ({rules[i].describe()}) has not been observed for its whole time window "
+            "yet; no scale-in before."
         )
 
     # Scale in only if every scale-in rule fires; the smallest decrease wins.

@@ -219,7 +219,7 @@ def test_problems_are_shown_once(world: tuple[Management, FakeClock, str]) -> No
         {"capacity": {"minimum": 2, "maximum": 3}, "rules": [rule]},
     )
     a = autoscaler(m, clock)
-    run_ticks(a, clock, 3)
+    run_ticks(a, clock, 7)  # 12 s: the 10 s window was observed, without data
     (problem,) = events(m, "autoscale.problem")
     assert (
         problem["problem"] == "Queue 'missing' does not exist in storage account devstoreaccount1."

@@ -252,10 +252,21 @@ def test_never_beyond_the_maximum() -> None:
 
 def test_missing_data_scales_out_to_the_default_and_never_in() -> None:
     s = setting(rule("queue", ">", 10), rule("queue", "<", 1, direction="Decrease"), default=3)
-    d = decide(s, {}, 1, NOW)
+    unreadable = {QUEUE: [Sample(NOW - 600.0 + 30 * k, ()) for k in range(21)]}
+    d = decide(s, unreadable, 1, NOW)
     assert (d.outcome, d.target) == (Outcome.DEFAULT, 3)
     assert "has no data for its time window" in d.reason
-    assert not decide(s, {}, 5, NOW).changed
+    held = decide(s, unreadable, 5, NOW)
+    assert not held.changed and "no scale-in without it" in held.reason
+
+
+def test_a_series_younger_than_its_window_only_waits() -> None:
+    """A new setting or a restarted controller has no history yet: no default, no scale-in."""
+    s = setting(rule("queue", ">", 10), rule("queue", "<", 1, direction="Decrease"), default=3)
+    young = {QUEUE: [Sample(NOW - 60.0, (0.0,)), Sample(NOW, (0.0,))]}
+    for current in (1, 5):
+        d = decide(s, young, current, NOW)
+        assert not d.changed and "not been observed for its whole time window" in d.reason
 
 
 def test_a_window_not_yet_covered_is_no_data() -> None:
