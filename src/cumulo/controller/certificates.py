@@ -3,19 +3,23 @@
 A .cscfg names certificates by thumbprint: the uppercase hex SHA-1 of the certificate's DER
 bytes, which is what ``thumbprint`` computes. A certificate is stored as PEM: the certificate,
 then its private key (PKCS#8, unencrypted — the store file is 0600 in the data directory), so an
-instance can terminate TLS with it. Bad input gets a sentence naming the file.
+instance can terminate TLS with it. Bad input gets a sentence naming the file; a private key
+that does not belong to the certificate is refused when it is added.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from cumulo.errors import InputError
+from cumulo.errors import InputError, Problem
+from cumulo.model.definition import EndpointProtocol
+from cumulo.model.service import Service
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,12 @@ def parse_certificate(
             ) from None
         if cert is None:
             raise InputError(f"The PFX {filename} holds no certificate.")
+    if key is not None and not _key_matches(key, cert):
+        raise InputError(
+            f"The private key in {filename} does not belong to its certificate "
+            f"{cert.subject.rfc4514_string() or '(no subject)'} (thumbprint {thumbprint(cert)}); "
+            "give the key that was issued with this certificate."
+        )
     pem = cert.public_bytes(serialization.Encoding.PEM)
     if key is not None:
         pem += key.private_bytes(
@@ -74,3 +84,49 @@ def parse_certificate(
         has_private_key=key is not None,
         pem=pem.decode(),
     )
+
+
+def _key_matches(key: object, cert: x509.Certificate) -> bool:
+    public = getattr(key, "public_key", None)
+    if public is None:
+        return False
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    try:
+        return bool(public().public_bytes(*spki) == cert.public_key().public_bytes(*spki))
+    except (ValueError, TypeError):
+        return False
+
+
+def has_private_key(pem: str) -> bool:
+    return "PRIVATE KEY-----" in pem
+
+
+def tls_problems(service: str, model: Service, stored: Mapping[str, str]) -> list[Problem]:
+    """An https input endpoint serves TLS with its certificate, so the service's store
+    (``stored``: thumbprint -> PEM) must hold that certificate's private key. One problem per
+    certificate line of the .cscfg; thumbprints missing from the store are reported elsewhere."""
+    problems = []
+    for rc in model.configuration.roles:
+        role = model.definition.role(rc.name)
+        if role is None:
+            continue
+        served: dict[str, str] = {}
+        for ep in role.input_endpoints:
+            if ep.protocol is EndpointProtocol.HTTPS and ep.certificate:
+                served.setdefault(ep.certificate, ep.name)
+        for cert in rc.certificates:
+            pem = stored.get(cert.thumbprint.upper())
+            if cert.name not in served or pem is None or has_private_key(pem):
+                continue
+            problems.append(
+                Problem(
+                    model.configuration_file,
+                    cert.line,
+                    f"Certificate '{cert.name}' of role '{rc.name}' (thumbprint "
+                    f"{cert.thumbprint.upper()}) serves TLS on https endpoint "
+                    f"'{served[cert.name]}', but the certificate store of service '{service}' "
+                    "holds no private key for it; add it again with its key (a PFX, or a PEM "
+                    f"with the key) with 'cumulo cert add {service} FILE'.",
+                )
+            )
+    return problems

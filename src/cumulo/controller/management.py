@@ -26,7 +26,7 @@ from typing import Any
 from cumulo.clock import Clock, SystemClock
 from cumulo.controller import desired as desired_mod
 from cumulo.controller import walk as walks
-from cumulo.controller.certificates import ParsedCertificate, parse_certificate
+from cumulo.controller.certificates import ParsedCertificate, parse_certificate, tls_problems
 from cumulo.controller.errors import OperationInProgress
 from cumulo.controller.records import (
     DesiredDeployment,
@@ -260,7 +260,8 @@ class Management:
         return load_model(self.store.get_package(package_digest), configuration)
 
     def _check_certificates(self, service: str, model: Service) -> None:
-        have = {c.thumbprint for c in self.store.list_certificates(service)}
+        stored = {c.thumbprint: c.pem for c in self.store.list_certificates(service)}
+        have = set(stored)
         problems = []
         for rc in model.configuration.roles:
             for cert in rc.certificates:
@@ -274,6 +275,7 @@ class Management:
                             f"service '{service}'; add it with 'cumulo cert add {service} FILE'.",
                         )
                     )
+        problems += tls_problems(service, model, stored)
         if problems:
             raise ModelError(problems)
 

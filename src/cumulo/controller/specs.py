@@ -78,6 +78,7 @@ def _endpoints(role: Role) -> tuple[EndpointSpec, ...]:
                 local_port="*" if e.local_port is None else e.local_port,
                 probe=e.load_balancer_probe,
                 ignore_role_instance_status=e.ignore_role_instance_status,
+                certificate=e.certificate,
             )
         )
     for i in role.internal_endpoints:

@@ -39,7 +39,7 @@ from typing import Any
 from cumulo.clock import Clock
 from cumulo.errors import ConflictError, CumuloError, InputError
 from cumulo.host import limits as limits_mod
-from cumulo.host import localdisk, logs, spawner, users
+from cumulo.host import localdisk, logs, sitetls, spawner, users
 from cumulo.host.channel import Channel, Peer
 from cumulo.host.environment import (
     InstancePaths,
@@ -716,8 +716,16 @@ class Guest:
                 raise CumuloError(
                     f"Site '{site.name}' of role '{spec.role}' has no http endpoint to bind to."
                 )
+            # https bindings are served with TLS by the site itself (cumulo.host.sitetls).
+            tls = sitetls.site_tls(spec, self.paths, http)
             env.update(
                 {
+                    "CUMULO_SITE_TLS": json.dumps(
+                        {
+                            f"{self.placement.address}:{self.placement.ports[name]}": list(files)
+                            for name, files in tls.items()
+                        }
+                    ),
                     "CUMULO_SITE_KIND": site.kind,
                     "CUMULO_SITE_APP": site.app,
                     "CUMULO_SITE_DIR": str(Path(self.paths.approot) / site.physical_directory),

@@ -8,7 +8,17 @@ comma-separated: the instance's http endpoints), ``CUMULO_SITE_WORKERS`` and
 ``CUMULO_SITE_THREADS`` (WSGI: gunicorn ``gthread`` workers and threads per worker),
 ``CUMULO_STOP_GRACE`` (seconds). ``CUMULO_SITE_FDS`` lists listening sockets the agent bound
 for the site (so a limited role can serve on a port below 1024); without it the site binds
-``CUMULO_SITE_BIND`` itself.
+``CUMULO_SITE_BIND`` itself. ``CUMULO_SITE_TLS`` (JSON ``{"addr:port": [certfile, keyfile]}``)
+names the listeners of https endpoints: those serve TLS with that certificate and key, every
+other listener serves plain HTTP.
+
+TLS is chosen per listener inside one server, so a site with http and https bindings is still
+one process tree with one app, one lifespan and one SDK connection: uvicorn gets one asyncio
+server per socket, each with its own ``ssl`` context (``Site.startup``); gunicorn, whose ssl
+settings hold for a whole arbiter, gets a connection class that wraps connections accepted on a
+TLS listener with that listener's context and marks their requests ``https``
+(``serve_tls_per_listener``). ``wsgi.url_scheme`` / ``scope["scheme"]`` is ``https`` on TLS
+listeners.
 
 - ASGI: uvicorn with uvloop and httptools, one process.
 - WSGI: gunicorn with ``gthread`` workers (``CUMULO_SITE_WORKERS`` processes × threads);
@@ -26,11 +36,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import socket
+import ssl
 import sys
 import threading
 from typing import Any
+
+
+class SiteError(Exception):
+    """A site that cannot start; the message is one sentence for the site's log."""
 
 
 def load_app(spec: str, directory: str) -> Any:
@@ -69,6 +85,47 @@ def bind(spec: str) -> list[socket.socket]:
     return socks
 
 
+def address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+def tls_files() -> dict[str, tuple[str, str]]:
+    """``CUMULO_SITE_TLS``: listener ``addr:port`` -> (certificate file, key file)."""
+    raw = os.environ.get("CUMULO_SITE_TLS", "").strip()
+    if not raw:
+        return {}
+    try:
+        return {where: (str(files[0]), str(files[1])) for where, files in json.loads(raw).items()}
+    except (ValueError, TypeError, IndexError, AttributeError):
+        raise SiteError(
+            f"CUMULO_SITE_TLS is not a JSON object of [certfile, keyfile]: {raw!r}."
+        ) from None
+
+
+def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """A server context (TLS 1.2 or later, HTTP/1.1) with the certificate and its key."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, keyfile)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def load_tls(files: dict[str, tuple[str, str]]) -> dict[str, ssl.SSLContext]:
+    contexts = {}
+    for where, (certfile, keyfile) in files.items():
+        try:
+            contexts[where] = tls_context(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+            raise SiteError(
+                f"cannot serve TLS on {where} with the certificate {certfile} and the key "
+                f"{keyfile}: {reason}."
+            ) from None
+    return contexts
+
+
 def coalesce_uvicorn_responses() -> None:
     """Make every uvicorn (httptools) response send its headers with its first body bytes."""
     from uvicorn.protocols.http import httptools_impl
@@ -89,8 +146,51 @@ def coalesce_uvicorn_responses() -> None:
     httptools_impl.RequestResponseCycle = Cycle  # type: ignore[misc]
 
 
+def site_server_class() -> type[Any]:
+    import uvicorn
+
+    class Site(uvicorn.Server):
+        """A uvicorn server whose listeners in ``contexts`` (``addr:port``) serve TLS."""
+
+        def __init__(self, config: Any, contexts: dict[str, ssl.SSLContext]) -> None:
+            super().__init__(config)
+            self.contexts = contexts
+            self.listening = False
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            given = list(sockets or [])
+            secure = [s for s in given if address(s) in self.contexts]
+            await super().startup(sockets=[s for s in given if s not in secure])
+            config = self.config
+            loop = asyncio.get_running_loop()
+            protocol_class: Any = config.http_protocol_class
+
+            def create_protocol(_loop: Any = None) -> Any:
+                return protocol_class(
+                    config=config,
+                    server_state=self.server_state,
+                    app_state=self.lifespan.state,
+                    _loop=_loop,
+                )
+
+            for sock in secure:
+                self.servers.append(
+                    await loop.create_server(
+                        create_protocol,
+                        sock=sock,
+                        ssl=self.contexts[address(sock)],
+                        backlog=config.backlog,
+                    )
+                )
+            self.listening = True
+
+    return Site
+
+
 async def serve() -> int:
     import uvicorn
+
+    Site = site_server_class()
 
     coalesce_uvicorn_responses()
 
@@ -101,6 +201,7 @@ async def serve() -> int:
 
         app = WSGIMiddleware(app, workers=int(os.environ.get("CUMULO_SITE_THREADS", "16")))
     sockets = bind(os.environ["CUMULO_SITE_BIND"])
+    contexts = load_tls(tls_files())
     config = uvicorn.Config(
         app,
         loop="none",
@@ -111,11 +212,11 @@ async def serve() -> int:
         access_log=False,
         server_header=False,
     )
-    server = uvicorn.Server(config)
+    server = Site(config, contexts)
     task = asyncio.ensure_future(server.serve(sockets=sockets))
-    while not server.started and not task.done():
+    while not server.listening and not task.done():
         await asyncio.sleep(0.01)
-    if server.started:
+    if server.listening:
         try:
             from cumulo.sdk.environment import RoleEnvironment
 
@@ -198,13 +299,53 @@ def coalesce_gunicorn_responses() -> None:
             super().close()
             self.sock.flush()
 
+        def can_sendfile(self) -> bool:
+            # os-level sendfile would bypass TLS; the worker's cfg does not know the listener
+            tls = isinstance(getattr(self.sock, "_sock", None), ssl.SSLSocket)
+            return not tls and bool(super().can_sendfile())
+
     wsgi.Response = Response
+
+
+def serve_tls_per_listener(contexts: dict[str, ssl.SSLContext]) -> None:
+    """Make gunicorn's gthread worker serve TLS on the listeners in ``contexts`` only.
+
+    gunicorn's ssl settings hold for a whole arbiter. Here a connection accepted on a TLS
+    listener gets a view of the config that says ``is_ssl`` (so the connection is wrapped and
+    its requests are ``https``) and whose ``ssl_context`` hook returns that listener's
+    context; connections on other listeners keep the plain config."""
+    from gunicorn.workers import gthread
+
+    class ListenerTLS:
+        is_ssl = True
+
+        def __init__(self, base: Any, context: ssl.SSLContext) -> None:
+            self._base = base
+            self._context = context
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._base, name)
+
+        def ssl_context(self, conf: Any, default_factory: Any) -> ssl.SSLContext:
+            return self._context
+
+    class TConn(gthread.TConn):  # type: ignore[misc]
+        def __init__(self, cfg: Any, sock: Any, client: Any, server: Any) -> None:
+            context = None
+            if isinstance(server, tuple) and len(server) >= 2:
+                context = contexts.get(f"{server[0]}:{server[1]}")
+            super().__init__(
+                cfg if context is None else ListenerTLS(cfg, context), sock, client, server
+            )
+
+    gthread.TConn = TConn
 
 
 def serve_gunicorn() -> int:
     from gunicorn.app.base import BaseApplication
 
     coalesce_gunicorn_responses()
+    serve_tls_per_listener(tls_by_listener())
 
     app = load_app(os.environ["CUMULO_SITE_APP"], os.environ.get("CUMULO_SITE_DIR", ""))
     binds = [f"fd://{fd}" for fd in inherited()] or [
@@ -260,17 +401,28 @@ def serve_gunicorn() -> int:
     return 0
 
 
+def tls_by_listener() -> dict[str, ssl.SSLContext]:
+    """The TLS contexts of the site's listeners, keyed by ``addr:port`` as a listener's
+    ``getsockname()`` names it (the inherited sockets' own addresses when the agent bound
+    them)."""
+    return load_tls(tls_files())
+
+
 def main() -> int:
-    if (
-        os.environ.get("CUMULO_SITE_KIND", "wsgi") == "wsgi"
-        and os.environ.get("CUMULO_SITE_WSGI_SERVER", "gunicorn") == "gunicorn"
-    ):
-        return serve_gunicorn()
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(serve())
-    return uvloop.run(serve())
+        if (
+            os.environ.get("CUMULO_SITE_KIND", "wsgi") == "wsgi"
+            and os.environ.get("CUMULO_SITE_WSGI_SERVER", "gunicorn") == "gunicorn"
+        ):
+            return serve_gunicorn()
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(serve())
+        return uvloop.run(serve())
+    except SiteError as exc:
+        print(f"cumulo_sitehost: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from cumulo.model._reader import did_you_mean
 from cumulo.model.configuration import RoleConfiguration, ServiceConfiguration
 from cumulo.model.definition import (
     EndpointProtocol,
+    ExecutionContext,
+    LoadBalancerProbe,
     NetFxEntryPoint,
     PortRange,
     ProbeProtocol,
@@ -132,8 +134,10 @@ def _check_definition(ck: _Checker, sd: ServiceDefinition, limits: Limits) -> No
     input_ports: dict[int, str] = {}
     n_input = n_internal = n_instance_input = 0
     probe_names = [p.name for p in sd.load_balancer_probes]
+    probes = {p.name: p for p in sd.load_balancer_probes}
     for role in sd.roles:
         _check_role(ck, role, probe_names)
+        _check_tls_site(ck, role, probes)
         n_input += len(role.input_endpoints)
         n_internal += len(role.internal_endpoints)
         n_instance_input += len(role.instance_input_endpoints)
@@ -200,6 +204,51 @@ def _range_problems(rng: PortRange, what: str) -> list[str]:
     elif rng.min > rng.max:
         out.append(f"{what} has min {rng.min} greater than max {rng.max}.")
     return out
+
+
+def site_endpoints(role: Role) -> list[str]:
+    """Names of the input endpoints a hosted site of ``role`` listens on: those its Sites'
+    Bindings name, or every http and https input endpoint when no Site has a binding."""
+    if not role.sites:
+        return []
+    bound = {b.endpoint_name for site in role.sites for b in site.bindings}
+    return [
+        e.name
+        for e in role.input_endpoints
+        if e.name in bound
+        or (not bound and e.protocol in (EndpointProtocol.HTTP, EndpointProtocol.HTTPS))
+    ]
+
+
+def _check_tls_site(ck: _Checker, role: Role, probes: dict[str, LoadBalancerProbe]) -> None:
+    """A hosted site serves TLS on its https endpoints with the endpoint's certificate: the
+    site's process must be able to read the private key, and an http probe must not be sent in
+    plain text to the TLS port."""
+    served = set(site_endpoints(role))
+    limited = role.runtime is None or role.runtime.execution_context is ExecutionContext.LIMITED
+    declared = {c.name: c for c in role.certificates}
+    for ep in role.input_endpoints:
+        if ep.name not in served or ep.protocol is not EndpointProtocol.HTTPS:
+            continue
+        w = f"InputEndpoint '{ep.name}' of role '{role.name}'"
+        cert = declared.get(ep.certificate or "")
+        if cert is not None and cert.permission_level == "elevated" and limited:
+            ck.d(
+                ep.line,
+                f"{w} is https, served by the role's site with certificate '{cert.name}', "
+                "whose permissionLevel is 'elevated': the site runs limited and could not read "
+                'the private key; drop permissionLevel="elevated" from the certificate or run '
+                'the role with <Runtime executionContext="elevated">.',
+            )
+        probe = probes.get(ep.load_balancer_probe or "")
+        if probe is not None and probe.protocol is ProbeProtocol.HTTP and probe.port is None:
+            ck.d(
+                ep.line,
+                f"{w} is https (the site serves TLS on it), but its loadBalancerProbe "
+                f"'{probe.name}' is an http probe without a port, which would send plain HTTP "
+                'to the TLS port; use protocol="tcp", or give the probe port="..." of a fixed '
+                "localPort of an http endpoint of the site.",
+            )
 
 
 def _check_role(ck: _Checker, role: Role, probe_names: list[str]) -> None:

@@ -45,6 +45,9 @@ class EndpointSpec:
     probe: str | None = None
     """Name of the custom LoadBalancerProbe of this endpoint, if any."""
     ignore_role_instance_status: bool = False
+    certificate: str | None = None
+    """https input endpoints: the name of the role's certificate (``CertificateSpec.name``) a
+    hosted site serves TLS with on this endpoint."""
 
     def wanted_local_port(self) -> int | None:
         """The fixed local port, or None when the host is to pick one."""
