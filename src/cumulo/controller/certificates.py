@@ -2,6 +2,7 @@
 
 A .cscfg names certificates by thumbprint: the uppercase hex SHA-1 of the certificate's DER
 bytes, which is what ``thumbprint`` computes. A certificate is stored as PEM: the certificate,
+the rest of its chain when the file holds one (a PEM's other certificates, a PFX's extra ones),
 then its private key (PKCS#8, unencrypted — the store file is 0600 in the data directory), so an
 instance can terminate TLS with it. Bad input gets a sentence naming the file; a private key
 that does not belong to the certificate is refused when it is added.
@@ -54,10 +55,13 @@ def parse_certificate(
                     f"The private key in {filename} cannot be read ({exc}); "
                     "give its password with --password."
                 ) from None
-        cert = certs[0]
+        # the certificate is the one the key belongs to (else the first); the others are its
+        # chain (a fullchain.pem), kept so that a site serves its intermediates
+        cert = next((c for c in certs if key is not None and _key_matches(key, c)), certs[0])
+        chain = [c for c in certs if c is not cert]
     else:
         try:
-            key, cert, _ = pkcs12.load_key_and_certificates(data, secret)  # type: ignore[assignment]
+            key, cert, chain = pkcs12.load_key_and_certificates(data, secret)  # type: ignore[assignment]
         except ValueError as exc:
             raise InputError(
                 f"{filename} is neither PEM nor a PFX this password opens ({exc})."
@@ -70,7 +74,7 @@ def parse_certificate(
             f"{cert.subject.rfc4514_string() or '(no subject)'} (thumbprint {thumbprint(cert)}); "
             "give the key that was issued with this certificate."
         )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in [cert, *chain])
     if key is not None:
         pem += key.private_bytes(
             serialization.Encoding.PEM,

@@ -14,12 +14,14 @@ the certificate and the file, instead of a server traceback in the site's log.
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Sequence
+from pathlib import Path
 
 from cumulo.errors import InputError
 from cumulo.host.environment import InstancePaths, certificate_files
-from cumulo.state.spec import EndpointSpec, InstanceSpec
+from cumulo.state.spec import CertificateSpec, EndpointSpec, InstanceSpec
 
 
 def site_tls(
@@ -57,9 +59,50 @@ def site_tls(
                 '<Runtime executionContext="elevated">.'
             )
         crt, key = certificate_files(paths, cert.thumbprint)
+        crt = with_intermediates(spec, cert, crt)
         check_pair(crt, key, label)
         out[ep.name] = (crt, key)
     return out
+
+
+def with_intermediates(spec: InstanceSpec, cert: CertificateSpec, crt: str) -> str:
+    """The file to serve ``cert`` from: ``crt`` (the certificate and the chain it was added
+    with), or, when the role declares the missing intermediates as certificates of the ``CA``
+    store (Azure's way: ``<Certificate storeName="CA">``), ``<THUMBPRINT>.chain.crt`` with them
+    appended in issuer order. Self-signed roots are left out, as a server sends no root."""
+    from cryptography import x509
+
+    def certs(pem: str) -> list[x509.Certificate]:
+        try:
+            return x509.load_pem_x509_certificates(pem.encode())
+        except ValueError:
+            return []
+
+    chain = certs(cert.pem)
+    pool = [
+        c
+        for other in spec.certificates
+        if other is not cert and other.store_name.lower() == "ca"
+        for c in certs(other.pem)
+        if c.issuer != c.subject
+    ]
+    if not chain or not pool:
+        return crt
+    added: list[x509.Certificate] = []
+    while True:
+        issuer = (added or chain)[-1].issuer
+        found = next((c for c in pool if c.subject == issuer and c not in chain + added), None)
+        if found is None:
+            break
+        added.append(found)
+    if not added:
+        return crt
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    path = Path(crt).with_suffix(".chain.crt")
+    path.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in chain + added))
+    os.chmod(path, 0o644)
+    return str(path)
 
 
 def check_pair(crt: str, key: str, label: str) -> None:

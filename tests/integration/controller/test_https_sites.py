@@ -116,6 +116,26 @@ def test_a_key_of_another_certificate_is_refused_when_added() -> None:
     assert parse_certificate(public).has_private_key is False
 
 
+def test_the_chain_a_certificate_was_added_with_is_kept() -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from ..host.test_https_sites import issued_chain
+
+    thumb, leaf, key, mid, _ = issued_chain()
+    # a fullchain in any order: the certificate is the one the key belongs to
+    parsed = parse_certificate((mid + leaf + key).encode())
+    assert parsed.thumbprint == thumb
+    assert parsed.pem == leaf + mid + key
+    pfx = pkcs12.serialize_key_and_certificates(
+        b"ssl",
+        serialization.load_pem_private_key(key.encode(), None),  # type: ignore[arg-type]
+        x509.load_pem_x509_certificate(leaf.encode()),
+        [x509.load_pem_x509_certificate(mid.encode())],
+        serialization.NoEncryption(),
+    )
+    assert parse_certificate(pfx).pem == leaf + mid + key
+
+
 def test_an_https_certificate_without_its_key_is_a_problem_at_deploy() -> None:
     thumb, public, private, _ = certificate()
     model = service_from_bytes(

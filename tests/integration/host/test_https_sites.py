@@ -80,6 +80,44 @@ def certificate(common_name: str = NAME) -> tuple[str, str, str]:
     return cert.fingerprint(hashes.SHA1()).hex().upper(), public + private, public
 
 
+def issued_chain() -> tuple[str, str, str, str, str]:
+    """root -> intermediate -> leaf for ``NAME``: (leaf thumbprint, leaf PEM, leaf key PEM,
+    intermediate PEM, root PEM)."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def issue(
+        subject: str, key: Any, issuer: str, signer: Any, ca: bool, names: list[Any] | None = None
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = issue("Test Root", root_key, "Test Root", root_key, True)
+    mid = issue("Test Intermediate", mid_key, "Test Root", root_key, True)
+    leaf = issue(NAME, leaf_key, "Test Intermediate", mid_key, False, [x509.DNSName(NAME)])
+
+    def pem(c: x509.Certificate) -> str:
+        return c.public_bytes(serialization.Encoding.PEM).decode()
+
+    key = leaf_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return leaf.fingerprint(hashes.SHA1()).hex().upper(), pem(leaf), key, pem(mid), pem(root)
+
+
 def _complete(data: bytes) -> bool:
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
@@ -222,6 +260,48 @@ def test_site_with_only_an_https_binding(tmp_path: Path, data_dir: Path, host_id
                 tls_get, *endpoint(agent, s.key, "Https"), "/", str(cafile)
             )
             assert reply.endswith(b"\r\n\r\nhttps /")
+
+    run(body())
+
+
+@pytest.mark.parametrize(
+    "how", ["added with its chain", "intermediate in the CA store", "leaf alone"]
+)
+def test_site_sends_the_intermediate_certificates(
+    tmp_path: Path, data_dir: Path, host_id: str, how: str
+) -> None:
+    thumb, leaf, key, mid, root = issued_chain()
+    cafile = tmp_path / "root.pem"
+    cafile.write_text(root)  # the client trusts the root only
+    if how == "added with its chain":
+        certs = (CertificateSpec("SSL", thumb, leaf + mid + key),)
+    elif how == "leaf alone":  # the client cannot verify it: the intermediate is missing
+        certs = (CertificateSpec("SSL", thumb, leaf + key),)
+    else:  # Azure: <Certificate name="Intermediate" storeName="CA"> beside the SSL certificate
+        mid_thumb = x509.load_pem_x509_certificate(mid.encode()).fingerprint(hashes.SHA1())
+        certs = (
+            CertificateSpec("SSL", thumb, leaf + key),
+            CertificateSpec("Intermediate", mid_thumb.hex().upper(), mid, store_name="CA"),
+        )
+    s = spec(
+        write_role(tmp_path / "web", WSGI),
+        "Web",
+        endpoints=BOTH,
+        site=SiteSpec("Web", "wsgi", "app:app"),
+        certificates=certs,
+    )
+
+    async def body() -> None:
+        async with running_agent(data_dir, host_id) as agent:
+            await agent.apply([s])
+            await wait_for(lambda: state_is(agent, s.key, "ReadyRole"), 30, "ReadyRole")
+            address = endpoint(agent, s.key, "Https")
+            if how == "leaf alone":
+                with pytest.raises(ssl.SSLCertVerificationError):
+                    await asyncio.to_thread(tls_get, *address, "/chain", str(cafile))
+                return
+            reply, _ = await asyncio.to_thread(tls_get, *address, "/chain", str(cafile))
+            assert reply.endswith(b"\r\n\r\nhttps /chain")
 
     run(body())
 
