@@ -125,6 +125,19 @@ def test_a_queue_rule_scales_out_and_back_in(platform: Platform, tmp_path: Path)
             },
         ],
     }
+    (tmp_path / "bad.json").write_text('{"capacity": {"minimum": 2, "maximum": 1}, "rules": []}')
+    bad = platform.run_cli(
+        "autoscale", "set", "jobs", "--role", "Worker", "--file", str(tmp_path / "bad.json")
+    )
+    assert bad.returncode == 2 and "capacity.minimum (2) is above capacity.maximum (1)." in (
+        bad.stderr
+    )
+    (tmp_path / "broken.json").write_text("{capacity")
+    broken = platform.run_cli(
+        "autoscale", "set", "jobs", "--role", "Worker", "--file", str(tmp_path / "broken.json")
+    )
+    assert broken.returncode == 2 and "broken.json is not JSON" in broken.stderr
+
     (tmp_path / "rules.json").write_text(json.dumps(rules))
     out = platform.run_cli(
         "autoscale", "set", "jobs", "--role", "Worker", "--file", str(tmp_path / "rules.json")
