@@ -251,8 +251,10 @@ class Autoscaler:
     # -- public --------------------------------------------------------------------------------
 
     def status(self, service: str, slot: str, role: str) -> dict[str, Any] | None:
-        """The last evaluation of a role's setting (for ``cumulo autoscale show``)."""
-        return self.statuses.get((service, slot, role))
+        """The last evaluation of a role's setting (for ``cumulo autoscale show``): a copy, as the
+        API reads it from other threads while the loop replaces it."""
+        status = self.statuses.get((service, slot, role))
+        return dict(status) if status is not None else None
 
     def wake(self) -> None:
         """Look at the settings again now (callable from any thread)."""
