@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from ...browser import BrowserPage, chromium_page  # type: ignore[import-not-found]
+
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "guestbook"
 for role in ("WorkerRole", "WebRole"):
@@ -210,59 +212,11 @@ def worker_store(storage: Storage):  # type: ignore[no-untyped-def]
     return store
 
 
-CHROMIUM = Path(os.environ.get("CUMULO_TEST_CHROMIUM", "/usr/bin/chromium"))
-"""Debian's Chromium, which `make test` installs (Playwright's own browser download does not
-work on these machines, so Playwright drives this one)."""
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",  # as root (CI), Chromium refuses to start with its sandbox
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    # Without these, Chromium keeps opening connections to Google's hosts, which a closed
-    # network refuses.
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@dataclass
-class BrowserPage:
-    """A page in headless Chromium, and everything that went wrong in it: page errors, console
-    errors and warnings (CSP violations, failed loads), and answers of 400 or more."""
-
-    page: Any
-    problems: list[str]
-
-
 @pytest.fixture
 def browser_page() -> Iterator[BrowserPage]:
-    """A fresh headless Chromium (its own empty profile) with one page; closed afterwards."""
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium."
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 900, "height": 900})
-            seen = BrowserPage(page, [])
-            page.on("pageerror", lambda exc: seen.problems.append(f"page error: {exc}"))
-            page.on("console", lambda m: _console(seen.problems, m))
-            page.on("response", lambda r: _response(seen.problems, r))
-            yield seen
-        finally:
-            browser.close()
-
-
-def _console(problems: list[str], message: Any) -> None:
-    if message.type in ("error", "warning"):
-        problems.append(f"console {message.type}: {message.text} at {message.location['url']}")
-
-
-def _response(problems: list[str], response: Any) -> None:
-    if response.status >= 400:
-        problems.append(f"{response.status} for {response.request.method} {response.url}")
+    """A fresh headless Chromium with one page (``tests/browser.py``); closed afterwards."""
+    with chromium_page() as seen:
+        yield seen
 
 
 def poll(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
