@@ -29,11 +29,17 @@ NAME = "web.cumulo.test"
 
 WSGI = {
     "app.py": """
+        import os
         def app(environ, start_response):
+            if environ["PATH_INFO"] == "/file":  # served with sendfile where the server can
+                path = os.path.join(os.path.dirname(__file__), "big.txt")
+                start_response("200 OK", [("Content-Length", str(os.path.getsize(path)))])
+                return environ["wsgi.file_wrapper"](open(path, "rb"))
             body = f"{environ['wsgi.url_scheme']} {environ['PATH_INFO']}".encode()
             start_response("200 OK", [("Content-Length", str(len(body)))])
             return [body]
-    """
+    """,
+    "big.txt": "0123456789abcdef" * 20000,
 }
 
 ASGI = {
@@ -230,6 +236,9 @@ def test_site_serves_tls_on_https_and_plain_http_on_http_at_once(
             )
             assert reply.endswith(b"\r\n\r\nhttps /one")
             assert records.count(23) == 1, records
+            if server == "gunicorn":  # a file (sendfile on plain sockets) arrives whole over TLS
+                reply, _ = await asyncio.to_thread(tls_get, address, tls_port, "/file", str(cafile))
+                assert reply.endswith(b"\r\n\r\n" + b"0123456789abcdef" * 20000)
             plain = await asyncio.to_thread(plain_get, address, http_port, "/plain")
             assert plain.endswith(b"\r\n\r\nhttp /plain")
             # plain HTTP to the TLS port gets no HTTP answer
@@ -350,6 +359,9 @@ def test_certificate_problems_are_one_sentence(
             assert "the entry point cannot start: " in detail
             assert expected in detail, detail
             assert "Traceback" not in detail
+            # the same sentence is in the instance's events (the deployment's history)
+            reasons = [e.get("reason", "") for e in agent.events if e["event"] == "instance.state"]
+            assert any(expected in r for r in reasons), reasons
             assert observed(agent, s.key)["pid"] is None  # no site was started
 
     run(body())
