@@ -169,7 +169,9 @@ def test_a_queue_rule_scales_out_and_back_in(platform: Platform, tmp_path: Path)
     gone = platform.run_cli("autoscale", "show", "jobs")
     assert "jobs has no autoscale settings." in gone.stdout
     names = [e["name"] for e in platform.client.events("jobs")]
-    assert "autoscale.set" in names and names[-1] == "autoscale.off"
+    # (host events of the scale-in may still arrive after it)
+    last_scaled = max(i for i, n in enumerate(names) if n == "autoscale.scaled")
+    assert "autoscale.set" in names and "autoscale.off" in names[last_scaled:]
 
 
 def test_a_cpu_rule_reads_a_busy_instance(platform: Platform, tmp_path: Path) -> None:
