@@ -4,7 +4,7 @@ Run by the role interpreter as ``python -m cumulo_sitehost`` (this file, copied 
 runtime directory beside the servers' packages). Configuration comes from the environment:
 ``CUMULO_SITE_KIND`` (``wsgi``/``asgi``), ``CUMULO_SITE_APP`` (``module:attr``, a trailing ``()``
 calls it), ``CUMULO_SITE_DIR`` (imported from there), ``CUMULO_SITE_BIND`` (``addr:port`` list,
-comma-separated: the instance's http endpoints), ``CUMULO_SITE_WORKERS`` and
+comma-separated: the site's http and https endpoints), ``CUMULO_SITE_WORKERS`` and
 ``CUMULO_SITE_THREADS`` (WSGI: gunicorn ``gthread`` workers and threads per worker),
 ``CUMULO_STOP_GRACE`` (seconds). ``CUMULO_SITE_FDS`` lists listening sockets the agent bound
 for the site (so a limited role can serve on a port below 1024); without it the site binds
@@ -14,9 +14,9 @@ other listener serves plain HTTP.
 
 TLS is chosen per listener inside one server, so a site with http and https bindings is still
 one process tree with one app, one lifespan and one SDK connection: uvicorn gets one asyncio
-server per socket, each with its own ``ssl`` context (``Site.startup``); gunicorn, whose ssl
-settings hold for a whole arbiter, gets a connection class that wraps connections accepted on a
-TLS listener with that listener's context and marks their requests ``https``
+server per socket, each with its own ``ssl`` context (``ListenerTLSServer.startup``); gunicorn,
+whose ssl settings hold for a whole arbiter, gets a connection class that wraps connections
+accepted on a TLS listener with that listener's context and marks their requests ``https``
 (``serve_tls_per_listener``). ``wsgi.url_scheme`` / ``scope["scheme"]`` is ``https`` on TLS
 listeners.
 
@@ -91,7 +91,8 @@ def address(sock: socket.socket) -> str:
 
 
 def tls_files() -> dict[str, tuple[str, str]]:
-    """``CUMULO_SITE_TLS``: listener ``addr:port`` -> (certificate file, key file)."""
+    """``CUMULO_SITE_TLS``: listener ``addr:port`` (as its ``getsockname()`` names it) ->
+    (certificate file, key file)."""
     raw = os.environ.get("CUMULO_SITE_TLS", "").strip()
     if not raw:
         return {}
@@ -146,10 +147,10 @@ def coalesce_uvicorn_responses() -> None:
     httptools_impl.RequestResponseCycle = Cycle  # type: ignore[misc]
 
 
-def site_server_class() -> type[Any]:
+def listener_tls_server_class() -> type[Any]:
     import uvicorn
 
-    class Site(uvicorn.Server):
+    class ListenerTLSServer(uvicorn.Server):
         """A uvicorn server whose listeners in ``contexts`` (``addr:port``) serve TLS."""
 
         def __init__(self, config: Any, contexts: dict[str, ssl.SSLContext]) -> None:
@@ -184,13 +185,13 @@ def site_server_class() -> type[Any]:
                 )
             self.listening = True
 
-    return Site
+    return ListenerTLSServer
 
 
 async def serve() -> int:
     import uvicorn
 
-    Site = site_server_class()
+    Server = listener_tls_server_class()
 
     coalesce_uvicorn_responses()
 
@@ -212,7 +213,7 @@ async def serve() -> int:
         access_log=False,
         server_header=False,
     )
-    server = Site(config, contexts)
+    server = Server(config, contexts)
     task = asyncio.ensure_future(server.serve(sockets=sockets))
     while not server.listening and not task.done():
         await asyncio.sleep(0.01)
@@ -345,7 +346,7 @@ def serve_gunicorn() -> int:
     from gunicorn.app.base import BaseApplication
 
     coalesce_gunicorn_responses()
-    serve_tls_per_listener(tls_by_listener())
+    serve_tls_per_listener(load_tls(tls_files()))
 
     app = load_app(os.environ["CUMULO_SITE_APP"], os.environ.get("CUMULO_SITE_DIR", ""))
     binds = [f"fd://{fd}" for fd in inherited()] or [
@@ -399,13 +400,6 @@ def serve_gunicorn() -> int:
 
     Site().run()
     return 0
-
-
-def tls_by_listener() -> dict[str, ssl.SSLContext]:
-    """The TLS contexts of the site's listeners, keyed by ``addr:port`` as a listener's
-    ``getsockname()`` names it (the inherited sockets' own addresses when the agent bound
-    them)."""
-    return load_tls(tls_files())
 
 
 def main() -> int:
