@@ -385,9 +385,9 @@ def _vips_or_none(c: Client, name: str, slot: str) -> dict[str, str] | None:
 def _wait_ready(
     c: Client, name: str, slot: str, endpoints: set[str], *, timeout: float
 ) -> dict[str, Any]:
-    """The slot's deployment once it runs with every instance Ready and its VIPs known (they
-    are learnt when the routes are next set, a moment later after an adoption), progress on
-    stderr."""
+    """The slot's deployment once it runs with every instance Ready, in the load balancer's
+    rotation (the route table after Ready is set a moment later) and its VIPs known (learnt when
+    the routes are next set, a moment later after an adoption), progress on stderr."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -398,6 +398,7 @@ def _wait_ready(
         statuses = {i["status"] for i in view["instances"]}
         ready = view["status"] == "Running" and statuses <= {"ReadyRole"}
         ready = ready and view.get("operation") is None
+        ready = ready and all(i.get("in_rotation") is not False for i in view["instances"])
         if ready:
             ready_since = ready_since or time.monotonic()
             if endpoints <= set(view["vips"]) or time.monotonic() - ready_since > 10:

@@ -32,6 +32,19 @@ def _instances(dep: DesiredDeployment, observed: Observed | None) -> dict[str, O
     return out
 
 
+def _in_rotation(dep: DesiredDeployment, observed: Observed | None) -> set[str]:
+    """Instances the load balancer was last told it may route to (in whichever slot the
+    deployment is now): a Ready instance is in rotation once the next route table is set."""
+    out: set[str] = set()
+    routes = observed.routes.get(dep.service) if observed and observed.routes else None
+    for slot_routes in (routes.production, routes.staging) if routes else ():
+        if slot_routes is None or slot_routes.deployment_id != dep.id:
+            continue
+        for endpoint in slot_routes.endpoints:
+            out.update(b.instance_id for b in endpoint.backends if b.routable)
+    return out
+
+
 def deployment_view(
     record: DeploymentRecord,
     dep: DesiredDeployment,
@@ -39,6 +52,8 @@ def deployment_view(
     running_operation: OperationRecord | None = None,
 ) -> dict[str, Any]:
     seen = _instances(dep, observed)
+    rotation = _in_rotation(dep, observed)
+    balanced = {r.name for r in dep.roles if r.input_endpoints}
     instances: list[dict[str, Any]] = []
     wanted: set[str] = set()
     for role in dep.roles:
@@ -55,6 +70,7 @@ def deployment_view(
                     "fault_domain": inst.fault_domain if inst else None,
                     "host": inst.host if inst else None,
                     "endpoints": dict(inst.endpoints) if inst else {},
+                    "in_rotation": iid in rotation if role.name in balanced else None,
                 }
             )
     for iid, inst in sorted(seen.items()):
@@ -68,6 +84,7 @@ def deployment_view(
                     "fault_domain": inst.fault_domain,
                     "host": inst.host,
                     "endpoints": dict(inst.endpoints),
+                    "in_rotation": iid in rotation if inst.role in balanced else None,
                 }
             )
     all_ready = all(i["status"] == "ReadyRole" for i in instances if i["id"] in wanted)

@@ -188,6 +188,10 @@ class EndpointRoute:
         )
 
 
+FIRST_PROBE_WAIT = 1.0
+"""How long a route-table PUT waits for the first probe of each backend it adds (seconds)."""
+
+
 @dataclass
 class LbSettings:
     """Settings of the load balancer process."""
@@ -316,11 +320,17 @@ class LoadBalancer:
                 raise
             for listener in new:
                 await listener.start()
-            self._sync_probes()
+            first = self._sync_probes()
             if persist:
                 self._persist()
             self.log.info("lb.routes.applied", version=table.version, listeners=len(self.listeners))
-            return self.describe()
+        # Answer once the new backends' first probes are in (at most FIRST_PROBE_WAIT): a
+        # caller told "applied" may then count on a healthy new instance being in rotation.
+        if first:
+            await asyncio.wait(
+                [asyncio.ensure_future(e.wait()) for e in first], timeout=FIRST_PROBE_WAIT
+            )
+        return self.describe()
 
     async def swap(self, version: int | None = None) -> dict[str, Any]:
         """Exchange the production and staging route tables in one step."""
@@ -500,7 +510,9 @@ class LoadBalancer:
 
     # -- probes
 
-    def _sync_probes(self) -> None:
+    def _sync_probes(self) -> list[asyncio.Event]:
+        """Start a probe loop per (probe, backend) newly in the table, stop the ones gone; the
+        events that the new loops set after their first probe."""
         wanted: dict[tuple[Any, ...], tuple[Probe, Backend]] = {}
         for st in self.table.slots.values():
             for ep in st.endpoints.values():
@@ -512,11 +524,18 @@ class LoadBalancer:
             self.probe_tasks.pop(key).cancel()
             self.probe_states.pop(key, None)
             self.probe_seen_up.pop(key, None)
+        first: list[asyncio.Event] = []
         for key, (probe, backend) in wanted.items():
             if key not in self.probe_tasks:
-                self.probe_tasks[key] = loop.create_task(self._probe_loop(key, probe, backend))
+                first.append(asyncio.Event())
+                self.probe_tasks[key] = loop.create_task(
+                    self._probe_loop(key, probe, backend, first[-1])
+                )
+        return first
 
-    async def _probe_loop(self, key: tuple[Any, ...], probe: Probe, backend: Backend) -> None:
+    async def _probe_loop(
+        self, key: tuple[Any, ...], probe: Probe, backend: Backend, probed: asyncio.Event
+    ) -> None:
         while True:
             ok = await probe_once(
                 probe, backend.address, backend.port, min(probe.interval, probe.timeout)
@@ -534,6 +553,7 @@ class LoadBalancer:
                     port=backend.port,
                 )
                 self._rebuild()
+            probed.set()
             await self.clock.sleep(probe.interval)
 
     # -- sweeps (idle timeout, drain timeout)

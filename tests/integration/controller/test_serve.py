@@ -307,6 +307,9 @@ def test_cumulo_run_deploys_prints_the_url_and_tears_down(tmp_path: Path) -> Non
             if line.startswith("Http: "):
                 url = line.split()[1]
             assert line or proc.poll() is None, "cumulo run exited"
+        dashboard = proc.stdout.readline()
+        assert dashboard.startswith("dashboard: http://127.0.0.1:"), dashboard
+        assert "/dashboard/#token=" in dashboard
         home = proc.stdout.readline().split("CUMULO_HOME=")[1].split(")")[0]
         assert httpx.get(url, timeout=5).text == "version 1 hello"
         proc.send_signal(signal.SIGINT)

@@ -2,9 +2,10 @@
 
 Run as a process: ``python backend_app.py NAME`` prints ``PORT`` on stdout once it listens on
 127.0.0.1 (port 0). ``GET /health`` answers 200, or 503 while the file named by
-``--sick-file`` exists (for custom-probe tests). ``python backend_app.py --echo`` is a TCP echo
-server instead, answering a half-close with ``BYE``; ``python backend_app.py --closer`` accepts
-every connection and closes it at once without a byte, as a dying site worker does.
+``--sick-file`` exists (for custom-probe tests), after ``$BACKEND_HEALTH_DELAY`` seconds.
+``python backend_app.py --echo`` is a TCP echo server instead, answering a half-close with
+``BYE``; ``python backend_app.py --closer`` accepts every connection and closes it at once
+without a byte, as a dying site worker does.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class Http(asyncio.Protocol):
             status, body = b"200 OK", self.name
             if path == b"/health" and self.sick_file and os.path.exists(self.sick_file):
                 status, body = b"503 Service Unavailable", b"sick"
-            self.transport.write(  # type: ignore[attr-defined]
+            answer = (
                 b"HTTP/1.1 "
                 + status
                 + b"\r\nContent-Length: "
@@ -39,6 +40,12 @@ class Http(asyncio.Protocol):
                 + b"\r\nContent-Type: text/plain\r\n\r\n"
                 + body
             )
+            delay = float(os.environ.get("BACKEND_HEALTH_DELAY", "0")) if path == b"/health" else 0
+            write = self.transport.write  # type: ignore[attr-defined]
+            if delay:  # a slow health check
+                asyncio.get_running_loop().call_later(delay, write, answer)
+            else:
+                write(answer)
 
 
 class Echo(asyncio.Protocol):

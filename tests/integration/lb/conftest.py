@@ -68,12 +68,12 @@ class Backends:
         self.procs: list[subprocess.Popen[str]] = []
 
     def start(
-        self, name: str, sick_file: Path | None = None, port: int = 0
+        self, name: str, sick_file: Path | None = None, port: int = 0, health_delay: float = 0
     ) -> tuple[int, subprocess.Popen[str]]:
         args = [sys.executable, str(BACKEND_APP), name]
         if sick_file is not None:
             args += ["--sick-file", str(sick_file)]
-        env = {**os.environ, "BACKEND_PORT": str(port)}
+        env = {**os.environ, "BACKEND_PORT": str(port), "BACKEND_HEALTH_DELAY": str(health_delay)}
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
         self.procs.append(proc)
         assert proc.stdout is not None

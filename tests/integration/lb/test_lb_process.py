@@ -260,6 +260,16 @@ def test_unroutable_instances_get_no_new_connections(backends, start_lb, helpers
     assert {helpers.fetch(vip) for _ in range(30)} == {"B"}
 
 
+def test_a_route_put_answers_once_new_backends_were_probed(backends, start_lb, helpers) -> None:
+    """With a custom probe a new backend is out of rotation until its first probe passes; the
+    PUT waits for that first probe, so the VIP answers as soon as the PUT has."""
+    a, _ = backends.start("A", health_delay=0.3)
+    lb = start_lb()
+    probe = {"protocol": "http", "path": "/health", "intervalSeconds": 15, "timeoutSeconds": 31}
+    lb.put(_table(helpers, {"A0": a}, {}, probe=probe))
+    assert helpers.fetch(lb.port("production", "Http")) == "A"
+
+
 def test_a_custom_probe_takes_a_failing_instance_out(backends, start_lb, helpers, tmp_path) -> None:
     sick = tmp_path / "sick"
     sick.touch()

@@ -184,6 +184,7 @@ function renderSlot(name, slot, dep) {
     el("td", { text: String(i.update_domain) }),
     el("td", { text: i.fault_domain === null ? "" : String(i.fault_domain) }),
     el("td", { text: i.host || "" }),
+    el("td", { text: i.in_rotation === null || i.in_rotation === undefined ? "—" : (i.in_rotation ? "in" : "out") }),
     el("td", {},
       el("button", { type: "button", text: "Reboot", onclick: () => act(`reboot ${i.id}`, `${base}/roleinstances/${encodeURIComponent(i.id)}/reboot`, undefined) }),
       " ",
@@ -191,7 +192,7 @@ function renderSlot(name, slot, dep) {
     ),
   ));
   box.append(el("table", {},
-    el("thead", {}, el("tr", {}, ...["Instance", "Status", "UD", "FD", "Host", ""].map((h) => el("th", { text: h })))),
+    el("thead", {}, el("tr", {}, ...["Instance", "Status", "UD", "FD", "Host", "LB", ""].map((h) => el("th", { text: h })))),
     el("tbody", {}, ...rows),
   ));
   return box;
