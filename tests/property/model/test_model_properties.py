@@ -59,10 +59,11 @@ from cumulo.model.xmlwrite import configuration_to_xml, definition_to_xml
 from cumulo.model.xpaths import SUPPORTED_FORMS
 
 NAMES = st.from_regex(r"[A-Za-z][A-Za-z0-9_.]{0,11}", fullmatch=True)
-TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=20
-).filter(lambda s: s.strip() != "")
-ANY_TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=20)
+# What an XML 1.0 document can hold (a model only ever comes from one): no controls, no
+# surrogates, and not the noncharacters U+FFFE and U+FFFF, which expat calls an invalid token.
+XML_CHARS = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff")
+TEXT = st.text(alphabet=XML_CHARS, min_size=1, max_size=20).filter(lambda s: s.strip() != "")
+ANY_TEXT = st.text(alphabet=XML_CHARS, max_size=20)
 INTS = st.integers(min_value=-5, max_value=70000)
 OPT = st.none
 XPATHS = st.sampled_from(SUPPORTED_FORMS)
