@@ -29,6 +29,7 @@ from starlette.routing import Route
 from cumulo import __version__
 from cumulo.api import dashboard
 from cumulo.api.auth import BearerAuth
+from cumulo.api.metrics import metrics_text
 from cumulo.api.problems import handle_cumulo_error, handle_unexpected
 from cumulo.controller import autoscaler
 from cumulo.controller.management import Management
@@ -323,6 +324,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "The service's event history (query: after, slot, limit)",
         "list_events",
     ),
+    Endpoint(
+        "GET",
+        "/v1/metrics",
+        "metrics",
+        "Every instance's status, rotation, CPU, memory and restarts in Prometheus' text format",
+        "metrics",
+    ),
 )
 
 
@@ -507,6 +515,15 @@ class Api:
             deployment_view(r, self.m.desired_of(r), observed, self.m.running_operation(r.id))
             for r in self.m.store.list_deployments(service)
         ]
+
+    async def metrics(self, request: Request) -> Response:
+        def read() -> str:
+            services = self.m.store.list_services()
+            return metrics_text(v for s in services for v in self._views(s.name))
+
+        return PlainTextResponse(
+            await run_in_threadpool(read), media_type="text/plain; version=0.0.4"
+        )
 
     async def get_service(self, request: Request) -> Response:
         name = request.path_params["service"]

@@ -345,14 +345,14 @@ class Platform:
         management.observe = controller.snapshot
         management.wake = controller.wake
         self.controller = controller
-        # Autoscale: the host agents run on this machine (CPU from /proc when they report no
-        # cgroup counter); queue lengths from this platform's storage service.
+        # Autoscale: CPU from the host agents' usage reports; queue lengths from this
+        # platform's storage service.
         self.queues = QueueLength(self._queue_endpoint)
         self.autoscaler = Autoscaler(
             management,
             self.hosts,
             queues=self.queues,
-            settings=AutoscalerSettings(local_hosts=True),
+            settings=AutoscalerSettings(),
         )
         app = create_app(
             management,

@@ -641,10 +641,16 @@ def _print_status(data: dict[str, Any]) -> None:
             )
         for i in d.get("instances", []):
             fd = "-" if i["fault_domain"] is None else i["fault_domain"]
+            cpu = "-" if i.get("cpu_percent") is None else f"{i['cpu_percent']:.0f}%"
+            memory = "-" if i.get("memory_mb") is None else f"{i['memory_mb']:.0f} MB"
+            lb = {True: "in LB", False: "out of LB"}.get(i.get("in_rotation"), "")
             click.echo(
                 f"    {i['id']:<24} {i['status']:<18} UD {i['update_domain']}  FD {fd}"
-                f"  {i.get('host') or ''}"
+                f"  {i.get('host') or '':<6} cpu {cpu:>4}  mem {memory:>7}"
+                f"  restarts {i.get('restarts', 0)}  {lb}".rstrip()
             )
+            if i.get("detail") and i["status"] != "ReadyRole":
+                click.echo(f"      {i['detail']}")
 
 
 def dashboard_link(url: str, token: str) -> str:

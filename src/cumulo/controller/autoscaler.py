@@ -7,12 +7,10 @@ tick it reads the autoscale settings from the store and, for each role that has 
 
    - ``cpu``: every host agent's observed instances (``GET /v1/instances``, the controller's
      ``HostAgentPort``) carry ``usage.cpu_seconds``, the instance's CPU time (cgroup
-     ``cpuacct.usage`` or ``cpu.stat``). The difference between two readings over the wall time
+     ``cpuacct.usage`` or ``cpu.stat``; without cgroups the host agent sums its processes' times
+     from ``/proc``, ``host.usage``). The difference between two readings over the wall time
      between them, as a percentage of the cores of the role's VM size, is the instance's CPU
-     percentage; a sample holds one value per instance. When a host reports no counter (no
-     cgroups) and the hosts run on this machine (``local_hosts``, as under ``cumulo serve``), the
-     autoscaler reads the instance's process tree from ``/proc`` instead (its session's
-     processes, children that exited included).
+     percentage; a sample holds one value per instance.
    - ``queue``: ``Get Queue Metadata`` (``x-ms-approximate-messages-count``) from the platform's
      storage service, signed with SharedKey by ``storage.azure.auth``'s own rules.
 
@@ -40,7 +38,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -90,8 +87,6 @@ class AutoscalerSettings:
     """The longest tick (Azure's engine runs every 30-60 s; we sample more often)."""
     idle_interval: float = 2.0
     """How often to look for settings when there are none."""
-    local_hosts: bool = False
-    """The host agents run on this machine: read ``/proc`` when a host reports no CPU counter."""
 
 
 # -- the storage service's queue length ------------------------------------------------------
@@ -170,48 +165,6 @@ def storage_accounts() -> dict[str, Account]:
     """The accounts the platform's storage service serves (devstoreaccount1 and
     ``CUMULO_STORAGE_ACCOUNTS``, as ``cumulo storage serve`` reads them)."""
     return account_table(parse_accounts(os.environ.get("CUMULO_STORAGE_ACCOUNTS", "")))
-
-
-# -- CPU time from /proc (the fallback without cgroups) --------------------------------------
-
-
-def proc_cpu_seconds(pids: Sequence[int], proc: Path = Path("/proc")) -> dict[int, float]:
-    """CPU seconds (user + system, with reaped children's) of each ``pid``'s processes: its
-    session's when it leads one (role processes start in their own session), else its process
-    tree. One scan of ``proc`` for all of them."""
-    tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
-    stats: dict[int, tuple[int, int, float]] = {}  # pid -> (ppid, session, seconds)
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = raw.rsplit(")", 1)[-1].split()
-        try:
-            ppid, session = int(fields[1]), int(fields[3])
-            used = sum(int(fields[i]) for i in (11, 12, 13, 14)) / tick
-        except (IndexError, ValueError):
-            continue
-        stats[int(entry.name)] = (ppid, session, used)
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    out: dict[int, float] = {}
-    for root in pids:
-        if root not in stats:
-            continue
-        if stats[root][1] == root:
-            members = [p for p, (_, session, _) in stats.items() if session == root]
-        else:
-            members, todo = [], [root]
-            while todo:
-                p = todo.pop()
-                members.append(p)
-                todo.extend(children.get(p, ()))
-        out[root] = sum(stats[p][2] for p in members)
-    return out
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -377,19 +330,10 @@ class Autoscaler:
             and not i.get("removing")
         ]
         counters: dict[str, float] = {}
-        missing: dict[str, int] = {}
         for inst in mine:
-            key = _instance_key(inst)
             used = (inst.get("usage") or {}).get("cpu_seconds")
             if isinstance(used, int | float):
-                counters[key] = float(used)
-            elif self.settings.local_hosts and isinstance(inst.get("pid"), int):
-                missing[key] = int(inst["pid"])
-        if missing:
-            by_pid = proc_cpu_seconds(list(missing.values()))
-            for key, pid in missing.items():
-                if pid in by_pid:
-                    counters[key] = by_pid[pid]
+                counters[_instance_key(inst)] = float(used)
         values: list[float] = []
         for key, used in counters.items():
             before = self.cpu_seen.get(key)

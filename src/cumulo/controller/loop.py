@@ -455,6 +455,7 @@ class Controller:
             instances,
             seen_at=self.clock.wall(),
             versions=self.ledger,
+            previous=self.views.get(host.name),
         )
         self.views[host.name] = view
 

@@ -31,9 +31,11 @@ from typing import Any, Protocol
 
 import httpx
 
+from cumulo.controller.autoscale import cpu_percent
 from cumulo.controller.records import (
     HostView,
     InputEndpoint,
+    InstanceUsage,
     ObservedInstance,
     RoleVersion,
     ServiceRoutes,
@@ -77,6 +79,35 @@ class LoadBalancerPort(Protocol):
 # -- pure converters -----------------------------------------------------------------------------
 
 
+CPU_WINDOW = 1.0
+"""The shortest time a CPU percentage is measured over (seconds)."""
+
+
+def instance_usage(
+    raw: Any, seen_at: float | None, before: InstanceUsage | None
+) -> InstanceUsage | None:
+    """The usage of a host's ``usage`` report, its CPU percentage measured from ``before``'s
+    mark once ``CPU_WINDOW`` has passed (else ``before``'s percentage stands)."""
+    if not isinstance(raw, Mapping):
+        return None
+    memory, used, cores = raw.get("memory_mb"), raw.get("cpu_seconds"), raw.get("cores", 1.0)
+    memory = float(memory) if isinstance(memory, int | float) else None
+    used = float(used) if isinstance(used, int | float) else None
+    cores = float(cores) if isinstance(cores, int | float) and cores > 0 else 1.0
+    percent, mark = None, None
+    if used is not None and seen_at is not None:
+        mark = (seen_at, used)
+        if before is not None and before.cpu_mark is not None:
+            since, then = before.cpu_mark
+            if used < then:  # the counter went back: a new process; measure from here
+                pass
+            elif seen_at - since < CPU_WINDOW:
+                percent, mark = before.cpu_percent, before.cpu_mark
+            else:
+                percent = cpu_percent(used - then, seen_at - since, cores)
+    return InstanceUsage(memory, used, cores, percent, mark)
+
+
 def host_view(
     name: str,
     fault_domain: int,
@@ -84,12 +115,15 @@ def host_view(
     *,
     seen_at: float | None,
     versions: Mapping[str, RoleVersion],
+    previous: HostView | None = None,
 ) -> HostView:
     """A ``HostView`` from a host agent's observed instances.
 
     The host reports no version; ``versions`` (instance key -> the version of the spec this
     controller last gave the host for it) fills it in, ``UNKNOWN_VERSION`` when there is none.
+    ``previous`` (this host's last view) is what CPU percentages are measured from.
     """
+    before = {i.key: i.usage for i in previous.instances} if previous is not None else {}
     out: list[ObservedInstance] = []
     for raw in instances:
         key = str(raw.get("key") or f"{raw.get('deployment_id')}/{raw.get('instance_id')}")
@@ -111,6 +145,9 @@ def host_view(
                 since=float(raw.get("since") or 0.0),
                 sdk_connected=bool(raw.get("sdk_connected", False)),
                 endpoints=endpoints,
+                detail=str(raw.get("detail") or ""),
+                restarts=int(raw.get("restarts") or 0),
+                usage=instance_usage(raw.get("usage"), seen_at, before.get(key)),
             )
         )
     return HostView(name, fault_domain, seen_at, tuple(out))

@@ -263,6 +263,19 @@ class Desired:
 
 
 @dataclass(frozen=True)
+class InstanceUsage:
+    """What an instance uses. ``cpu_percent`` is over the last ``CPU_WINDOW`` or more, as a
+    share of its VM size's cores (None until two readings that far apart were seen);
+    ``cpu_mark`` is the (controller wall time, cpu_seconds) reading it is measured from."""
+
+    memory_mb: float | None
+    cpu_seconds: float | None
+    cores: float
+    cpu_percent: float | None = None
+    cpu_mark: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
 class ObservedInstance:
     """One instance as a host agent reports it."""
 
@@ -281,6 +294,12 @@ class ObservedInstance:
     """Whether role code holds an SDK connection (then settings apply in place)."""
     endpoints: tuple[tuple[str, str], ...] = ()
     """Endpoint name -> ``address:port`` the instance listens on."""
+    detail: str = ""
+    """The host's sentence about the status (why it is Busy, what failed)."""
+    restarts: int = 0
+    """How many times the host restarted it since it was placed there."""
+    usage: InstanceUsage | None = None
+    """CPU and memory, when the host reports them."""
 
     @property
     def ready(self) -> bool:

@@ -45,6 +45,20 @@ def _in_rotation(dep: DesiredDeployment, observed: Observed | None) -> set[str]:
     return out
 
 
+def _health(inst: ObservedInstance | None) -> dict[str, Any]:
+    """What the host says of an instance besides its status: why (``detail``), how often it
+    was restarted, and what it uses (CPU % of its VM size's cores, resident memory in MiB)."""
+    usage = inst.usage if inst is not None else None
+    return {
+        "detail": inst.detail if inst is not None else "",
+        "restarts": inst.restarts if inst is not None else 0,
+        "cpu_percent": None
+        if usage is None or usage.cpu_percent is None
+        else round(usage.cpu_percent, 1),
+        "memory_mb": usage.memory_mb if usage is not None else None,
+    }
+
+
 def deployment_view(
     record: DeploymentRecord,
     dep: DesiredDeployment,
@@ -71,6 +85,7 @@ def deployment_view(
                     "host": inst.host if inst else None,
                     "endpoints": dict(inst.endpoints) if inst else {},
                     "in_rotation": iid in rotation if role.name in balanced else None,
+                    **_health(inst),
                 }
             )
     for iid, inst in sorted(seen.items()):
@@ -85,6 +100,7 @@ def deployment_view(
                     "host": inst.host,
                     "endpoints": dict(inst.endpoints),
                     "in_rotation": iid in rotation if inst.role in balanced else None,
+                    **_health(inst),
                 }
             )
     all_ready = all(i["status"] == "ReadyRole" for i in instances if i["id"] in wanted)

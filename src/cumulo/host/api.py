@@ -28,7 +28,7 @@ Instance keys are ``<deployment_id>/<instance_id>``; bodies and answers are JSON
     "state" (ReadyRole, BusyRole, ...), "since" (epoch s), "detail" (a sentence), "ready",
     "address" (the DIP), "endpoints": [{"name", "kind", "protocol", "port" (public), "address",
     "local_port", "routable"}], "pid", "user", "limits", "restarts", "consecutive_failures",
-    "last_exit_code", "quota_exceeded", "local_storage", "usage" ({memory_mb, cpu_seconds}),
+    "last_exit_code", "quota_exceeded", "local_storage", "usage" ({memory_mb, cpu_seconds, cores}),
     "log_tail" (last lines of the entry/site log), "host",
     "removing"}``. Route only to endpoints with ``routable`` true.
 ``GET  /v1/instances/{deployment_id}/{instance_id}``

@@ -40,6 +40,7 @@ from cumulo.clock import Clock
 from cumulo.errors import ConflictError, CumuloError, InputError
 from cumulo.host import limits as limits_mod
 from cumulo.host import localdisk, logs, sitetls, spawner, users
+from cumulo.host import usage as usage_mod
 from cumulo.host.channel import Channel, Peer
 from cumulo.host.environment import (
     InstancePaths,
@@ -299,9 +300,18 @@ class Guest:
             "last_exit_code": self.history.last_exit_code,
             "quota_exceeded": dict(self.quota_exceeded),
             "local_storage": self.local_storage_mode,
-            "usage": self.limits.value.usage() if self.limits.value is not None else {},
+            "usage": self._usage(),
             "log_tail": tail,
         }
+
+    def _usage(self) -> dict[str, float]:
+        """``cpu_seconds`` and ``memory_mb`` (from the instance's cgroups, else from /proc for
+        its main process's session) and ``cores``, the VM size's share of the machine."""
+        found = self.limits.value.usage() if self.limits.value is not None else {}
+        pid = self.main.pid if self.main is not None and self.main.is_running() else None
+        if pid is not None and ("cpu_seconds" not in found or "memory_mb" not in found):
+            found = usage_mod.process_usage([pid]).get(pid, {}) | found
+        return {**found, "cores": self.spec.limits.cores}
 
     # -- state & events ---------------------------------------------------------------------
     def _on_change(self, change: StateChange) -> None:

@@ -35,6 +35,17 @@ def rows(page: object, slot: str) -> dict[str, str]:
     return dict(cells)
 
 
+MEMORY = re.compile(r'cumulo_instance_memory_bytes\{[^}]*instance="Web_IN_\d"[^}]*\} (\d+)')
+
+
+def cell(page: object, instance: str, column: int) -> str:
+    return str(
+        page.text_content(  # type: ignore[attr-defined]
+            f'section[data-slot="production"] tr[data-instance="{instance}"] td:nth-child({column})'
+        )
+    )
+
+
 def test_the_dashboard_shows_the_service_and_scales_a_role(serve: Serve, tmp_path: Path) -> None:
     port = free_port()
     out = serve.cli("deploy", "hello", str(write_service(tmp_path / "v1", port)), "--timeout", "90")
@@ -54,6 +65,12 @@ def test_the_dashboard_shows_the_service_and_scales_a_role(serve: Serve, tmp_pat
             "both instances Ready on the page",
         )
         assert "No deployment." in (page.text_content('section[data-slot="staging"]') or "")
+        # Monitoring: each instance's CPU (once two readings a second apart), memory, restarts.
+        wait_until(lambda: "%" in cell(page, "Web_IN_0", 7), 20, "a CPU percentage on the page")
+        assert (
+            re.fullmatch(r"\d+ MB", cell(page, "Web_IN_0", 8)) and cell(page, "Web_IN_0", 9) == "0"
+        )
+        assert cell(page, "Web_IN_0", 6) == "in", "in the load balancer's rotation"
         assert page.is_disabled("#swap"), "nothing to swap with an empty staging slot"
 
         page.fill('input[aria-label="Web instances"]', "3")
@@ -93,3 +110,25 @@ def test_the_static_files_need_no_token_and_serve_only_themselves(serve: Serve) 
     for path in ("/dashboard/..%2Fapi-token", "/dashboard/dashboard.py", "/dashboard/x.js"):
         assert httpx.get(f"{base}{path}", timeout=5).status_code in (401, 404), path
     assert httpx.get(f"{base}/v1/services", timeout=5).status_code == 401
+    assert httpx.get(f"{base}/v1/metrics", timeout=5).status_code == 401
+
+
+def test_metrics_show_every_instance_for_a_scraper_with_the_token(
+    serve: Serve, tmp_path: Path
+) -> None:
+    port = free_port()
+    out = serve.cli("deploy", "hello", str(write_service(tmp_path / "v1", port)), "--timeout", "90")
+    assert out.returncode == 0, out.stderr + serve.logs()
+    auth = {"Authorization": f"Bearer {serve.client.token}"}
+
+    def memory_of_both() -> list[str]:
+        text = httpx.get(f"{serve.client.url}/v1/metrics", headers=auth, timeout=5).text
+        return re.findall(
+            r'cumulo_instance_memory_bytes\{[^}]*instance="Web_IN_\d"[^}]*\} (\d+)', text
+        )
+
+    values = wait_until(lambda: len(memory_of_both()) == 2 and memory_of_both(), 20, "memory")
+    assert all(int(v) > 1 << 20 for v in values), values
+    text = httpx.get(f"{serve.client.url}/v1/metrics", headers=auth, timeout=5).text
+    assert 'cumulo_deployment_instances{service="hello",slot="production"' in text
+    assert text.count('cumulo_instance_in_rotation{service="hello"') == 2

@@ -180,11 +180,14 @@ function renderSlot(name, slot, dep) {
   box.append(roles);
   const rows = dep.instances.map((i) => el("tr", { "data-instance": i.id },
     el("td", { text: i.id }),
-    el("td", { class: statusClass(i.status), text: i.status }),
+    el("td", { class: statusClass(i.status), text: i.status, title: i.detail || "" }),
     el("td", { text: String(i.update_domain) }),
     el("td", { text: i.fault_domain === null ? "" : String(i.fault_domain) }),
     el("td", { text: i.host || "" }),
     el("td", { text: i.in_rotation === null || i.in_rotation === undefined ? "—" : (i.in_rotation ? "in" : "out") }),
+    el("td", { class: "num", text: i.cpu_percent === null || i.cpu_percent === undefined ? "—" : `${Math.round(i.cpu_percent)}%` }),
+    el("td", { class: "num", text: i.memory_mb === null || i.memory_mb === undefined ? "—" : `${Math.round(i.memory_mb)} MB` }),
+    el("td", { class: "num", text: String(i.restarts || 0) }),
     el("td", {},
       el("button", { type: "button", text: "Reboot", onclick: () => act(`reboot ${i.id}`, `${base}/roleinstances/${encodeURIComponent(i.id)}/reboot`, undefined) }),
       " ",
@@ -192,7 +195,7 @@ function renderSlot(name, slot, dep) {
     ),
   ));
   box.append(el("table", {},
-    el("thead", {}, el("tr", {}, ...["Instance", "Status", "UD", "FD", "Host", "LB", ""].map((h) => el("th", { text: h })))),
+    el("thead", {}, el("tr", {}, ...["Instance", "Status", "UD", "FD", "Host", "LB", "CPU", "Memory", "Restarts", ""].map((h) => el("th", { text: h })))),
     el("tbody", {}, ...rows),
   ));
   return box;
