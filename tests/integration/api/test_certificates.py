@@ -4,7 +4,6 @@ a missing thumbprint is refused with a sentence."""
 from __future__ import annotations
 
 import base64
-import datetime
 import os
 import stat
 from pathlib import Path
@@ -14,28 +13,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
 from cumulo.package.build import build_package
 
+from ...certs import issue  # type: ignore[import-not-found]
 from .conftest import CSDEF, cscfg  # type: ignore[import-not-found]
 
 
 def make_cert(cn: str = "shop.test") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
+    c = issue(cn, days=30)
+    return c.cert, c.key
 
 
 def thumb(cert: x509.Certificate) -> str:

@@ -5,8 +5,6 @@ L4 load balancer passes TLS through) and plain HTTP on its http endpoint, at onc
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
 import ssl
 from pathlib import Path
@@ -14,14 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from cumulo.controller.certificates import parse_certificate, tls_problems
 from cumulo.errors import InputError
 from cumulo.model.service import service_from_bytes
 
+from ...certs import issue  # type: ignore[import-not-found]
 from ...platform_harness import Platform, running  # type: ignore[import-not-found]
 
 NAME = "web.cumulo.test"
@@ -70,38 +67,8 @@ def application(environ, start_response):
 
 def certificate(common_name: str = NAME) -> tuple[str, bytes, bytes, bytes]:
     """A self-signed server certificate: (thumbprint, certificate PEM, key PEM, PFX)."""
-    from cryptography.hazmat.primitives.serialization import pkcs12
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(common_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    public = cert.public_bytes(serialization.Encoding.PEM)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    pfx = pkcs12.serialize_key_and_certificates(
-        b"ssl", key, cert, None, serialization.BestAvailableEncryption(b"secret")
-    )
-    return cert.fingerprint(hashes.SHA1()).hex().upper(), public, private, pfx
+    c = issue(common_name)
+    return c.thumbprint, c.pem.encode(), c.key_pem.encode(), c.pfx(b"secret")
 
 
 def test_a_key_of_another_certificate_is_refused_when_added() -> None:

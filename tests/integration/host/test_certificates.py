@@ -3,19 +3,15 @@ the instance's user only (or for elevated processes only, with ``permissionLevel
 
 from __future__ import annotations
 
-import datetime
 import os
 import stat
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from cumulo.state.spec import CertificateSpec, ProgramEntryPointSpec
 
+from ...certs import issue  # type: ignore[import-not-found]
 from .conftest import run, running_agent, spec, state_is, wait_for, write_role
 
 WORKER = {
@@ -39,27 +35,8 @@ WORKER = {
 
 
 def self_signed(common_name: str) -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    pem += key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    thumb = cert.fingerprint(hashes.SHA1()).hex().upper()  # Azure names certificates by SHA-1
-    return thumb, pem
+    c = issue(common_name)
+    return c.thumbprint, c.pem + c.key_pem  # Azure names certificates by SHA-1
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a limited user")

@@ -7,8 +7,6 @@ sentence in the instance's detail, never a server traceback."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import os
 import socket
 import ssl
@@ -17,12 +15,11 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
 
 from cumulo.state.spec import CertificateSpec, EndpointSpec, EnvVarSpec, SiteSpec
 
+from ...certs import issue  # type: ignore[import-not-found]
 from .conftest import observed, run, running_agent, spec, state_is, wait_for, write_role
 
 NAME = "web.cumulo.test"
@@ -57,71 +54,17 @@ ASGI = {
 
 def certificate(common_name: str = NAME) -> tuple[str, str, str]:
     """A self-signed server certificate for ``NAME``: (thumbprint, PEM with key, PEM alone)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName(common_name), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    public = cert.public_bytes(serialization.Encoding.PEM).decode()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return cert.fingerprint(hashes.SHA1()).hex().upper(), public + private, public
+    c = issue(common_name)
+    return c.thumbprint, c.pem + c.key_pem, c.pem
 
 
 def issued_chain() -> tuple[str, str, str, str, str]:
     """root -> intermediate -> leaf for ``NAME``: (leaf thumbprint, leaf PEM, leaf key PEM,
     intermediate PEM, root PEM)."""
-    now = datetime.datetime.now(datetime.UTC)
-
-    def issue(
-        subject: str, key: Any, issuer: str, signer: Any, ca: bool, names: list[Any] | None = None
-    ) -> x509.Certificate:
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-        return builder.sign(signer, hashes.SHA256())
-
-    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    root = issue("Test Root", root_key, "Test Root", root_key, True)
-    mid = issue("Test Intermediate", mid_key, "Test Root", root_key, True)
-    leaf = issue(NAME, leaf_key, "Test Intermediate", mid_key, False, [x509.DNSName(NAME)])
-
-    def pem(c: x509.Certificate) -> str:
-        return c.public_bytes(serialization.Encoding.PEM).decode()
-
-    key = leaf_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return leaf.fingerprint(hashes.SHA1()).hex().upper(), pem(leaf), key, pem(mid), pem(root)
+    root = issue("Test Root", names=[])
+    mid = issue("Test Intermediate", issuer=root, names=[])
+    leaf = issue(NAME, issuer=mid, ca=False, names=[x509.DNSName(NAME)])
+    return leaf.thumbprint, leaf.pem, leaf.key_pem, mid.pem, root.pem
 
 
 def _complete(data: bytes) -> bool:
