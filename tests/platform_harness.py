@@ -39,9 +39,17 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "") 
 class Platform:
     """One ``cumulo serve`` process (``hosts`` host agents) and its data directory."""
 
-    def __init__(self, data: Path, *, hosts: int = 1, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        data: Path,
+        *,
+        hosts: int = 1,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ):
         self.data = data
         self.hosts = hosts
+        self.args = args
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CUMULO_")}
         self.env["CUMULO_HOME"] = str(data)
         self.env.update(extra_env or {})
@@ -54,6 +62,7 @@ class Platform:
             [
                 *(sys.executable, "-m", "cumulo.cli.main", "serve", "--data-dir", str(self.data)),
                 *("--hosts", str(self.hosts), "--listen", "127.0.0.1:0", "--storage-ports", "0"),
+                *self.args,
             ],
             env=self.env,
             stdout=self.log,
@@ -61,7 +70,8 @@ class Platform:
             start_new_session=True,
         )
         info = wait_until(self._endpoint, 60, "cumulo serve to listen")
-        self.client = Client(info["url"], (self.data / "api-token").read_text().strip())
+        token = (self.data / "api-token").read_text().strip()
+        self.client = Client(info["url"], token, ca=info.get("ca"))
 
     def _endpoint(self) -> dict[str, Any] | None:
         assert self.proc.poll() is None, self.log_path.read_text()[-3000:]

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -71,6 +72,33 @@ def _split(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not host:
         raise InputError(f"--listen '{listen}' must be HOST:PORT, e.g. 127.0.0.1:8283.")
     return host.strip("[]"), int(port)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_tls(tls: tuple[str, str]) -> tuple[str, str]:
+    """(certificate chain file, key file), checked now: a sentence instead of uvicorn's
+    traceback when either cannot be read or the key is not the certificate's."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(tls[0], tls[1])
+    except FileNotFoundError as exc:
+        raise InputError(f"--tls-cert/--tls-key: {exc.filename} does not exist.") from None
+    except (ssl.SSLError, OSError) as exc:
+        raise InputError(
+            f"--tls-cert {tls[0]} with --tls-key {tls[1]} cannot serve TLS ({exc}): give a PEM "
+            "certificate (chain) and the PEM private key that belongs to it."
+        ) from None
+    return tls
 
 
 def _alive(pid: int) -> bool:
@@ -121,12 +149,21 @@ class Platform:
         emulated: bool = False,
         storage_ports: tuple[int, int, int] | None = (10000, 10001, 10002),
         storage_fallback: bool = False,
+        tls: tuple[str, str] | None = None,
+        allow_plain_http: bool = False,
     ) -> None:
         if hosts < 1 or hosts > 20:
             raise InputError(f"--hosts {hosts} is out of range; use 1 to 20 simulated hosts.")
         self.data_dir = Path(data_dir).resolve()
         self.host_count = hosts
         self.listen = _split(listen)
+        self.tls = _check_tls(tls) if tls else None
+        if self.tls is None and not allow_plain_http and not _loopback(self.listen[0]):
+            raise InputError(
+                f"--listen {listen} is not a loopback address: the API's token would cross the "
+                "network in clear. Give --tls-cert and --tls-key, or --allow-plain-http if a "
+                "TLS proxy in front of it ends TLS."
+            )
         self.python = python
         self.host_args = host_args
         self.settings = settings or LoopSettings()
@@ -361,7 +398,7 @@ class Platform:
             exec_=controller.instance_exec,
             autoscale=self.autoscaler,
         )
-        server = _Server(uvicorn_config(app, *self.listen))
+        server = _Server(uvicorn_config(app, *self.listen, tls=self.tls))
         self.server = server
         self._tasks.append(asyncio.create_task(server.serve()))
         self._tasks.append(asyncio.create_task(controller.run(self._stop)))
@@ -373,7 +410,7 @@ class Platform:
                 raise TemporaryError(f"The management API could not listen on {self.listen}.")
             await asyncio.sleep(0.02)
         self.url = bound_url(server)
-        write_endpoint(self.data_dir, self.url)
+        write_endpoint(self.data_dir, self.url, ca=self.tls[0] if self.tls else None)
         self.log.info("platform.ready", url=self.url, hosts=self.host_count)
         return self.url
 

@@ -1,10 +1,13 @@
 """Serving the management API with uvicorn, and telling local clients where it is.
 
-- ``write_endpoint(data_dir, url)``: ``<data dir>/api.json`` = ``{"url": ...}`` so the CLI finds
-  a local platform through its data directory (the token is in ``api-token`` beside it).
+- ``write_endpoint(data_dir, url, ca)``: ``<data dir>/api.json`` = ``{"url": ..., "ca": ...}`` so
+  the CLI finds a local platform through its data directory (the token is in ``api-token``
+  beside it; ``ca``, with TLS, the certificate to verify it with).
 - ``ThreadedServer``: uvicorn in a background thread on a real socket (port 0 allowed), for
   tests and for embedding; ``url`` is known once ``start()`` returns.
-Loopback by default: the API listens on 127.0.0.1 unless told otherwise.
+Loopback by default: the API listens on 127.0.0.1 unless told otherwise, and on any other
+address only with TLS (``cumulo serve --tls-cert/--tls-key``) or an explicit
+``--allow-plain-http``: the bearer token must not cross a network in clear.
 """
 
 from __future__ import annotations
@@ -25,26 +28,37 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8283
 
 
-def write_endpoint(data_dir: str | os.PathLike[str], url: str) -> Path:
+def write_endpoint(
+    data_dir: str | os.PathLike[str], url: str, ca: str | os.PathLike[str] | None = None
+) -> Path:
+    """``api.json``: the API's URL, the serving process, and (TLS) the certificate file local
+    clients verify it with."""
     path = Path(data_dir) / ENDPOINT_FILE
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}) + "\n", encoding="utf-8")
+    info: dict[str, Any] = {"url": url, "pid": os.getpid()}
+    if ca is not None:
+        info["ca"] = str(Path(ca).resolve())
+    tmp.write_text(json.dumps(info) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
 
 def bound_url(server: uvicorn.Server) -> str:
-    """``http://host:port`` of a started uvicorn server (the real port when 0 was asked)."""
+    """``http(s)://host:port`` of a started uvicorn server (the real port when 0 was asked)."""
+    scheme = "https" if server.config.ssl_certfile else "http"
     for s in server.servers:
         for sock in s.sockets:
             host, port = sock.getsockname()[:2]
             if ":" in host:
                 host = f"[{host}]"
-            return f"http://{host}:{port}"
+            return f"{scheme}://{host}:{port}"
     raise TemporaryError("The API server has no listening socket yet.")
 
 
-def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any, host: str, port: int, tls: tuple[str, str] | None = None
+) -> uvicorn.Config:
+    """uvicorn's settings for the API; ``tls`` = (certificate chain file, key file)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -53,6 +67,8 @@ def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
         access_log=False,
         lifespan="off",
         timeout_graceful_shutdown=5,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
 
 

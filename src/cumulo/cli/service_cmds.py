@@ -180,11 +180,34 @@ def _storage_ports(text: str) -> tuple[int, int, int] | None:
     show_default=True,
     help="Blob, queue and table ports of the storage service (0 = any), or 'off'.",
 )
-def serve(data_dir: Path | None, hosts: int, listen: str, storage_ports: str) -> None:
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False),
+    help="Serve the API over TLS with this PEM certificate (chain); needs --tls-key.",
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="The PEM key of --tls-cert.")
+@click.option(
+    "--allow-plain-http",
+    is_flag=True,
+    help="Allow a non-loopback --listen without TLS (only behind a proxy that ends TLS).",
+)
+def serve(
+    data_dir: Path | None,
+    hosts: int,
+    listen: str,
+    storage_ports: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    allow_plain_http: bool,
+) -> None:
     """Run the platform in the foreground: controller + API, host agents, load balancers.
 
-    Ctrl-C stops every instance and every process it started.
+    The API listens on loopback unless --listen says otherwise; any other address needs TLS
+    (--tls-cert and --tls-key) or --allow-plain-http. Ctrl-C stops every instance and every
+    process it started.
     """
+    if (tls_cert is None) != (tls_key is None):
+        raise errors.InputError("--tls-cert and --tls-key go together: give both or neither.")
     import asyncio
     import signal
 
@@ -197,7 +220,12 @@ def serve(data_dir: Path | None, hosts: int, listen: str, storage_ports: str) ->
 
     async def main() -> None:
         platform = Platform(
-            directory, hosts=hosts, listen=listen, storage_ports=_storage_ports(storage_ports)
+            directory,
+            hosts=hosts,
+            listen=listen,
+            storage_ports=_storage_ports(storage_ports),
+            tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
+            allow_plain_http=allow_plain_http,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

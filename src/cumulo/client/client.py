@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -83,27 +84,39 @@ class Client:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: float = 60.0,
+        ca: str | None = None,
     ) -> None:
+        """``ca``: a PEM file of the certificate(s) to verify an https API with, instead of the
+        system's trusted authorities (a self-signed API certificate)."""
         self.url = url.rstrip("/")
         self.token = token
+        verify: ssl.SSLContext | bool = True
+        if ca:
+            try:
+                verify = ssl.create_default_context(cafile=ca)
+            except (OSError, ssl.SSLError) as exc:
+                raise InputError(f"The API's CA file {ca} cannot be used ({exc}).") from None
         self._http = httpx.Client(
             base_url=self.url,
             headers={"Authorization": f"Bearer {token}", "User-Agent": "cumulo-client"},
             transport=transport,
             timeout=timeout,
+            verify=verify,
         )
 
     @classmethod
     def from_environment(cls, home: str | os.PathLike[str] | None = None) -> Client:
         url = os.environ.get("CUMULO_URL")
         token = os.environ.get("CUMULO_TOKEN")
+        ca = os.environ.get("CUMULO_CA") or None
         if url and token:
-            return cls(url, token)
+            return cls(url, token, ca=ca)
         data = Path(home) if home is not None else default_home()
         try:
             endpoint = json.loads((data / "api.json").read_text(encoding="utf-8"))
             found_url = url or str(endpoint["url"])
             found_token = token or (data / "api-token").read_text(encoding="ascii").strip()
+            ca = ca or endpoint.get("ca")
         except FileNotFoundError:
             raise TemporaryError(
                 f"No cumulo platform found in {data} (no api.json); start one with "
@@ -111,7 +124,7 @@ class Client:
             ) from None
         except (ValueError, KeyError, OSError) as exc:
             raise InputError(f"{data / 'api.json'} cannot be read ({exc}).") from None
-        return cls(found_url, found_token)
+        return cls(found_url, found_token, ca=ca)
 
     def close(self) -> None:
         self._http.close()
