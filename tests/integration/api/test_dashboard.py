@@ -51,6 +51,8 @@ def test_the_dashboard_shows_the_service_and_scales_a_role(serve: Serve, tmp_pat
     out = serve.cli("deploy", "hello", str(write_service(tmp_path / "v1", port)), "--timeout", "90")
     assert out.returncode == 0, out.stderr + serve.logs()
     link = serve.cli("dashboard").stdout.strip()
+    auto_file = tmp_path / "autoscale.json"
+    auto_file.write_text('{"capacity": {"minimum": 1, "maximum": 4, "default": 2}, "rules": []}')
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+/dashboard/#token=\S+", link), link
 
     with chromium_page() as browser:
@@ -72,6 +74,13 @@ def test_the_dashboard_shows_the_service_and_scales_a_role(serve: Serve, tmp_pat
         )
         assert cell(page, "Web_IN_0", 6) == "in", "in the load balancer's rotation"
         assert page.is_disabled("#swap"), "nothing to swap with an empty staging slot"
+
+        # An autoscale setting shows beside its role.
+        out = serve.cli("autoscale", "set", "hello", "--role", "Web", "--file", str(auto_file))
+        assert out.returncode == 0, out.stderr
+        page.wait_for_selector('section[data-slot="production"] .autoscale')
+        assert "autoscale 1–4" in str(page.text_content('section[data-slot="production"] .roles'))
+        assert serve.cli("autoscale", "off", "hello", "--role", "Web").returncode == 0
 
         page.fill('input[aria-label="Web instances"]', "3")
         page.click('section[data-slot="production"] button:text("Scale")')

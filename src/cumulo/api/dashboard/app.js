@@ -5,7 +5,7 @@
 
 const TOKEN_KEY = "cumulo-token";
 const REFRESH_MS = 2000;
-const state = { service: null, events: [], lastSeq: 0, timer: null };
+const state = { service: null, events: [], lastSeq: 0, timer: null, autoscale: {} };
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -105,10 +105,12 @@ async function refresh() {
   if (panel.contains(document.activeElement) && document.activeElement.tagName === "INPUT") {
     return; // do not redraw under someone typing a count
   }
-  const [service, events] = await Promise.all([
+  const [service, events, autoscale] = await Promise.all([
     api(`/v1/services/${encodeURIComponent(state.service)}`),
     api(`/v1/services/${encodeURIComponent(state.service)}/events?after=${state.lastSeq}`),
+    api(`/v1/services/${encodeURIComponent(state.service)}/autoscale`),
   ]);
+  state.autoscale = Object.fromEntries(autoscale.settings.map((a) => [`${a.slot}/${a.role}`, a]));
   for (const event of events.events) {
     state.events.push(event);
     state.lastSeq = Math.max(state.lastSeq, event.seq);
@@ -171,6 +173,12 @@ function renderSlot(name, slot, dep) {
   for (const role of dep.roles) {
     const input = el("input", { type: "number", min: "0", max: "50", value: String(role.instance_count), "aria-label": `${role.name} instances` });
     const form = el("form", {}, el("strong", { text: role.name }), input, el("button", { type: "submit", text: "Scale" }));
+    const auto = (state.autoscale || {})[`${slot}/${role.name}`];
+    if (auto) {
+      const capacity = auto.setting.capacity || {};
+      const last = auto.status && auto.status.decision ? ` — ${auto.status.decision}` : "";
+      form.append(el("span", { class: "muted autoscale", text: `autoscale ${capacity.minimum}–${capacity.maximum}${last}` }));
+    }
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       act(`scale ${role.name}`, `${base}/scale`, { role: role.name, count: Number(input.value) });
