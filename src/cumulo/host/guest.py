@@ -739,6 +739,7 @@ class Guest:
                     "CUMULO_SITE_KIND": site.kind,
                     "CUMULO_SITE_APP": site.app,
                     "CUMULO_SITE_DIR": str(Path(self.paths.approot) / site.physical_directory),
+                    "CUMULO_SITE_MOUNTS": json.dumps(site.mounts(self.paths.approot)),
                     "CUMULO_SITE_WORKERS": str(max(2, int(spec.limits.cores))),
                     "CUMULO_STOP_GRACE": str(spec.stop_grace_s),
                     "CUMULO_SITE_BIND": ",".join(

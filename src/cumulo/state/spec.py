@@ -90,8 +90,35 @@ class ProgramEntryPointSpec:
 
 
 @dataclass(frozen=True)
+class SiteAppSpec:
+    """A VirtualApplication of a Site: its own WSGI or ASGI app, which receives the requests
+    under ``path`` (with ``SCRIPT_NAME`` / ``root_path`` = that prefix)."""
+
+    path: str
+    """The URL path it is mounted at: ``/api``, ``/api/v2`` (no trailing slash)."""
+    kind: SiteKind
+    app: str
+    """``module:attribute``, importable from physical_directory."""
+    physical_directory: str = ""
+    """Relative to approot; empty = approot itself."""
+
+
+@dataclass(frozen=True)
+class VirtualDirectorySpec:
+    """A VirtualDirectory: the static files of a folder, served by the platform at ``path``."""
+
+    path: str
+    """The URL path: ``/static``, ``/api/docs`` (no trailing slash)."""
+    physical_directory: str = ""
+    """Relative to approot; empty = approot itself."""
+
+
+@dataclass(frozen=True)
 class SiteSpec:
-    """A web role's Site, hosted by the platform's HTTP server."""
+    """A web role's Site, hosted by the platform's HTTP server: the root app (``kind``, ``app``,
+    ``physical_directory``), its VirtualApplications (``apps``) and VirtualDirectories
+    (``directories``). A request goes to the mount with the longest path that prefixes it (by
+    whole segments, ASCII letters in any case, as IIS matches); the root app takes the rest."""
 
     name: str
     kind: SiteKind
@@ -101,6 +128,32 @@ class SiteSpec:
     """Relative to approot; empty = approot itself."""
     bindings: tuple[str, ...] = ()
     """Names of the http endpoints the site is bound to (empty = every http input endpoint)."""
+    apps: tuple[SiteAppSpec, ...] = ()
+    """The VirtualApplications, nested ones included (``/api`` and ``/api/v2``)."""
+    directories: tuple[VirtualDirectorySpec, ...] = ()
+    """The VirtualDirectories of the site and of its VirtualApplications, by full URL path."""
+
+    def mounts(self, approot: str) -> list[dict[str, str]]:
+        """What the site's server mounts besides the root app, for ``CUMULO_SITE_MOUNTS``:
+        ``{"path", "kind" (wsgi, asgi or static), "dir" (absolute), "app" (apps only)}``."""
+        out = [
+            {
+                "path": a.path,
+                "kind": a.kind,
+                "app": a.app,
+                "dir": _join(approot, a.physical_directory),
+            }
+            for a in self.apps
+        ]
+        out += [
+            {"path": d.path, "kind": "static", "dir": _join(approot, d.physical_directory)}
+            for d in self.directories
+        ]
+        return out
+
+
+def _join(root: str, relative: str) -> str:
+    return f"{root.rstrip('/')}/{relative}" if relative else root
 
 
 @dataclass(frozen=True)
