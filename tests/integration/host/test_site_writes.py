@@ -162,3 +162,44 @@ def test_uvicorn_sends_headers_and_a_small_body_in_one_write() -> None:
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and reply.endswith(
         b"\r\n\r\nversion 1 Web_IN_0"
     )
+
+
+@pytest.mark.parametrize(
+    "request_line,status", [(b"HEAD /x.css", b"200"), (b"GET /empty", b"204")], ids=["head", "204"]
+)
+def test_uvicorn_bodiless_answer_on_a_closing_connection_keeps_its_headers(
+    request_line: bytes, status: bytes
+) -> None:
+    """A response without body bytes on a ``Connection: close`` request: uvicorn closes the
+    transport right after the last send, so the held header block must leave before that."""
+    import uvicorn
+    from uvicorn.protocols.http import httptools_impl
+
+    original = httptools_impl.RequestResponseCycle
+    sitehost.coalesce_uvicorn_responses()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        code = 204 if scope["path"] == "/empty" else 200
+        headers = [] if code == 204 else [(b"content-length", b"19")]
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    config = uvicorn.Config(app, http="httptools", lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[listener]),))
+    thread.start()
+    try:
+        with socket.create_connection(listener.getsockname()) as client:
+            client.settimeout(10)
+            client.sendall(request_line + b" HTTP/1.1\r\nHost: site\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := client.recv(65536):
+                reply += chunk
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+        httptools_impl.RequestResponseCycle = original
+    assert reply.startswith(b"HTTP/1.1 " + status), reply
+    assert reply.endswith(b"\r\n\r\n")
