@@ -2,12 +2,14 @@
 
 ``HostAgent.apply(specs)`` is idempotent: it starts the missing instances, stops the extra ones,
 changes settings in place, recycles instances whose spec changed otherwise, and touches nothing
-else. Its state lives on disk under the data directory (mode 0711, traversable by role users):
+else. Its state lives on disk under the data directory (mode 0711, traversable by instance users;
+each limited instance has its own user, see ``cumulo.host.users``):
 
     <data>/runtime/python/      cumulo.sdk + the site server, on every role's PYTHONPATH
     <data>/sock/<n>.sock        SDK sockets (short names: Unix socket paths are limited)
     <data>/instances/<deployment>.<instance>/
-        spec.json record.json   the spec, pids + kernel start times, state (for adoption)
+        spec.json record.json   the spec, pids + kernel start times, state, the instance's
+                                user (for adoption; both 0600, the agent's)
         approot/ local/<name>/ temp/ logs/
 
 When the agent stops, instances keep running; a new agent adopts them from ``record.json``
@@ -29,7 +31,7 @@ from typing import Any
 
 from cumulo.clock import Clock, SystemClock
 from cumulo.errors import ConflictError, CumuloError, InputError, NotFoundError
-from cumulo.host import limits, localdisk, runtime
+from cumulo.host import limits, localdisk, runtime, users
 from cumulo.host.addresses import allocate_address, assign_ports, base_for_host
 from cumulo.host.environment import Placement
 from cumulo.host.guest import OPS, Guest, HostContext, pick_free_port, safe_name
@@ -80,6 +82,17 @@ class HostAgent:
             (self.data_dir / sub).mkdir(exist_ok=True)
             os.chmod(self.data_dir / sub, 0o711)
         runtime_path = await asyncio.to_thread(runtime.build, self.data_dir)
+        cgroup_prefix = safe_name(
+            f"{self.host_id}.{hashlib.sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:8]}."
+        )
+        instance_users = users.InstanceUsers(
+            self.settings.users.range(), cgroup_prefix.rstrip("."), self.settings.users.sweep_dirs
+        )
+        # users of instances whose directory is gone (a crash between wiping and deleting)
+        released = await asyncio.to_thread(
+            instance_users.release_strays,
+            [p.name for p in (self.data_dir / "instances").iterdir() if p.is_dir()],
+        )
         self.ctx = HostContext(
             data_dir=self.data_dir,
             settings=self.settings,
@@ -88,10 +101,11 @@ class HostAgent:
             interpreter=runtime.role_interpreter(),
             emit=self.emit,
             host_id=self.host_id,
-            cgroup_prefix=safe_name(
-                f"{self.host_id}.{hashlib.sha1(str(self.data_dir.resolve()).encode()).hexdigest()[:8]}."
-            ),
+            cgroup_prefix=cgroup_prefix,
+            users=instance_users,
         )
+        if released:
+            self.emit("host.users_released", None, users=released)
         self._adopt_all()
         if self.settings.use_cgroups:
             keep = {g._cgroup_name() for g in self.guests.values()}
@@ -280,14 +294,25 @@ class HostAgent:
         await guest.stop()
         if self.guests.get(guest.key) is guest:
             del self.guests[guest.key]
-        await asyncio.to_thread(self._delete_instance_dir, guest)
-        self.emit("instance.removed", guest.key)
+        released = await asyncio.to_thread(self._delete_instance_dir, guest)
+        extra = {"user_released": released} if released else {}
+        self.emit("instance.removed", guest.key, **extra)
 
-    def _delete_instance_dir(self, guest: Guest) -> None:
+    def _delete_instance_dir(self, guest: Guest) -> str | None:
+        """Unmount and delete the instance's files, then release its user (only once nothing of
+        the instance is left on disk: a uid is handed out again only when it owns nothing)."""
         localdisk.release_all_under(guest.root)
         shutil.rmtree(guest.root, ignore_errors=True)
         if guest.limits.value is not None:
             guest.limits.value.remove()
+        if guest.root.exists():
+            raise CumuloError(
+                f"The directory of instance '{guest.key}' ({guest.root}) could not be deleted; "
+                "its user is kept until it is."
+            )
+        assert self.ctx is not None and self.ctx.users is not None
+        user = self.ctx.users.release(guest.root.name)
+        return user.name if user is not None else None
 
     async def _change(self, key: str, spec: InstanceSpec) -> None:
         guest = self.guests.get(key)

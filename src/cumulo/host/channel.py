@@ -41,7 +41,7 @@ class Channel:
         on_event: Callable[[str, Peer], None],
         *,
         owner: tuple[int, int] | None = None,
-        authorize: Callable[[int], bool] | None = None,
+        authorize: Callable[[int, int], bool] | None = None,
     ) -> None:
         self.path = path
         self._authorize = authorize
@@ -74,9 +74,10 @@ class Channel:
         peer: Peer | None = None
         credentials = peer_credentials(writer)
         if self._authorize is not None and (
-            credentials is None or not self._authorize(credentials[0])
+            credentials is None or not self._authorize(credentials[0], credentials[1])
         ):
-            # Only processes of this instance may talk to its agent (settings are secrets).
+            # Only processes of this instance (its user or the agent's, in its sessions or
+            # cgroup: ``authorize(pid, uid)``) may talk to its agent (settings are secrets).
             self._on_event("rejected", Peer(credentials[0] if credentials else None, False, writer))
             writer.close()
             return

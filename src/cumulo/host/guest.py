@@ -86,6 +86,9 @@ class HostContext:
     """``<host id>.<digest of the data directory>.``: names this agent's cgroups (two agents
     never share a data directory, so they never touch each other's groups)."""
     rand: Callable[[], float] = random.random
+    users: users.InstanceUsers | None = None
+    """Makes, finds and releases the per-instance users (None: run as the agent's user only,
+    which is refused for limited instances when the agent is root)."""
 
 
 @dataclass
@@ -163,6 +166,10 @@ class Guest:
         self.limits = Limits()
         self.channel: Channel | None = None
         self.run_as: users.RunAs | None = None
+        """The user of the role's entry point or site (its ``executionContext``)."""
+        self.instance_user: users.RunAs | None = None
+        """The instance's own user (limited processes run as it, private files belong to it);
+        None while not known or when nothing of the instance runs limited."""
         self._inbox: asyncio.Queue[_Msg] = asyncio.Queue()
         self._op: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -424,22 +431,22 @@ class Guest:
 
     # -- prepare ----------------------------------------------------------------------------
     def _prepare(self) -> None:
-        """Directories, approot, local resources, limits. Raises CumuloError or OSError."""
+        """Directories, approot, local resources, limits. Raises CumuloError or OSError.
+
+        Private things (approot, temp, local storage, certificate keys) belong to the instance's
+        user, mode 0700/0600; the directories holding them (the instance's, ``local/``,
+        ``logs/``, ``certificates/``) belong to the agent, so the role can neither rename nor
+        replace what the agent later opens, mounts or deletes as root."""
         spec = self.spec
-        self.run_as = users.for_context(spec.execution_context, self.ctx.settings.role_user)
-        limited = (
-            users.ensure_role_user(self.ctx.settings.role_user)
-            if any(t.execution_context == "limited" for t in spec.startup_tasks)
-            or spec.execution_context == "limited"
-            else self.run_as
-        )
-        owner = limited
-        if os.geteuid() == 0 and limited.switches:
+        self.run_as = self._user_for(spec.execution_context)
+        owner = self.instance_user or users.current()
+        root_agent = os.geteuid() == 0
+        if root_agent and owner.switches:
             blocked = _untraversable_parent(self.root.parent)
             if blocked is not None:
                 raise CumuloError(
-                    f"The instance directory {self.root} cannot be reached by the user "
-                    f"'{limited.name}' of limited roles: {blocked} is not traversable by others "
+                    f"The instance directory {self.root} cannot be reached by the instance's "
+                    f"user '{owner.name}': {blocked} is not traversable by others "
                     "(chmod o+x it, or give the host agent a data directory under /srv or /var)."
                 )
         self.root.mkdir(parents=True, exist_ok=True)
@@ -458,19 +465,15 @@ class Guest:
             roleenv.link_into_approot(self.role_envs, approot)
         for d in (self.paths.temp, self.paths.logs, *self.paths.local.values()):
             Path(d).mkdir(parents=True, exist_ok=True)
+        if self.paths.local:
+            _own(self.root / "local", None, 0o711)
         self._mount_local_storage(owner)
         self._write_certificates(owner)
-        if os.geteuid() == 0 and owner.switches:
-            for top in (approot, Path(self.paths.temp), *map(Path, self.paths.local.values())):
-                _chown_tree(top, owner.uid, owner.gid)
-            os.chown(self.paths.logs, owner.uid, owner.gid)
-            if self.paths.local:
-                os.chown(self.root / "local", owner.uid, owner.gid)
         for private in (approot, Path(self.paths.temp), *map(Path, self.paths.local.values())):
+            if root_agent:
+                _give_tree(private, owner.uid, owner.gid)
             os.chmod(private, 0o700)
-        os.chmod(self.paths.logs, 0o750)
-        if self.paths.local:
-            os.chmod(self.root / "local", 0o711)
+        _own_logs(Path(self.paths.logs), owner.gid if root_agent else None)
         Path(self.paths.socket).parent.mkdir(parents=True, exist_ok=True)
         os.chmod(Path(self.paths.socket).parent, 0o711)
         self.limits.value = limits_mod.create(
@@ -554,14 +557,8 @@ class Guest:
     async def _open_channel(self) -> None:
         if self.channel is not None:
             return
-        owner = None
-        if self.run_as is not None:
-            limited = (
-                users.ensure_role_user(self.ctx.settings.role_user)
-                if os.geteuid() == 0
-                else self.run_as
-            )
-            owner = (limited.uid, limited.gid)
+        user = self.instance_user
+        owner = (user.uid, user.gid) if user is not None and user.switches else None
         self.channel = Channel(
             self.paths.socket,
             self._snapshot,
@@ -571,7 +568,7 @@ class Guest:
         )
         await self.channel.start()
         if owner is not None and os.geteuid() == 0:
-            # Both the limited user and root (elevated tasks) must reach it: group = role user.
+            # The instance's user and root (elevated tasks) reach it; no other instance's user.
             os.chmod(self.paths.socket, 0o660)
 
     def _snapshot(self) -> dict[str, Any]:
@@ -579,9 +576,12 @@ class Guest:
             self.spec, self.placement, self.paths, self.spec.settings_dict(), self.topology
         )
 
-    def _is_own_process(self, pid: int) -> bool:
-        """True when ``pid`` belongs to this instance: in the session of one of its processes
-        (each is started as a session leader) or in its cgroup."""
+    def _is_own_process(self, pid: int, uid: int | None = None) -> bool:
+        """True when ``pid`` belongs to this instance: it runs as the instance's user or the
+        agent's (``uid``, from the socket's peer credentials) and is in the session of one of
+        its processes (each is started as a session leader) or in its cgroup."""
+        if uid is not None and uid not in self._own_uids():
+            return False
         sessions = {t.process.pid for t in self.tasks}
         if self.main is not None:
             sessions.add(self.main.pid)
@@ -591,6 +591,12 @@ class Guest:
         except OSError:
             return False
         return self.limits.value is not None and pid in self.limits.value.pids()
+
+    def _own_uids(self) -> set[int]:
+        own = {os.geteuid()}
+        if self.instance_user is not None:
+            own.add(self.instance_user.uid)
+        return own
 
     def _on_peer(self, event: str, peer: Peer) -> None:
         if event == "started" and peer.entry_point:
@@ -680,6 +686,33 @@ class Guest:
         self._emit("instance.exec", argv=argv, exit_code=code, timed_out=timed_out)
         return {"exit_code": code, "output": output, "timed_out": timed_out}
 
+    def _needs_user(self) -> bool:
+        """True when something of the instance runs ``limited`` (then it has its own user)."""
+        return self.spec.execution_context == "limited" or any(
+            t.execution_context == "limited" for t in self.spec.startup_tasks
+        )
+
+    def _user_for(self, context: str) -> users.RunAs:
+        """Who runs a process of ``context``: the instance's user (limited) or the agent's."""
+        if context != "limited":
+            return users.current()
+        if self.instance_user is not None:
+            return self.instance_user
+        if os.geteuid() != 0:
+            return users.current()
+        raise CumuloError(f"Instance '{self.key}' has no user of its own for limited processes.")
+
+    async def _ensure_user(self, previous: users.RunAs | None = None) -> None:
+        """Find or make the instance's own user (see ``cumulo.host.users``)."""
+        if not self._needs_user() or self.instance_user is not None:
+            return
+        if self.ctx.users is None:
+            self.instance_user = self._user_for("elevated") if os.geteuid() != 0 else None
+            return
+        self.instance_user = await asyncio.to_thread(
+            self.ctx.users.for_instance, self.root.name, previous
+        )
+
     def _python(self) -> str:
         """The role's venv python when it has one, else the role interpreter."""
         for env in self.role_envs:
@@ -695,7 +728,7 @@ class Guest:
         context: str,
         pass_fds: tuple[int, ...] = (),
     ) -> spawner.Process:
-        run_as = users.for_context(context, self.ctx.settings.role_user)
+        run_as = self._user_for(context)
         cwd = self.paths.approot
         return spawner.spawn(
             spawner.ProcessSpec(
@@ -787,6 +820,7 @@ class Guest:
                 if self.state is not S.STARTING:
                     self._go(S.STARTING, "preparing the instance")
                 await self._ensure_role_env()
+                await self._ensure_user()
                 self._prepare()
             await self._open_channel()
         except (CumuloError, OSError) as exc:
@@ -1113,7 +1147,33 @@ class Guest:
         if main.get("pid"):
             process = spawner.adopt(int(main["pid"]), main.get("ticks"))
         self._prepared = True
-        self.run_as = users.for_context(self.spec.execution_context, self.ctx.settings.role_user)
+        recorded = record.get("user") or None
+        previous = None
+        if isinstance(recorded, dict):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                previous = users.RunAs(
+                    int(recorded["uid"]), int(recorded["gid"]), str(recorded["name"])
+                )
+        ended = "its process ended while the host agent was away"
+        try:
+            await self._ensure_user(previous)
+            self.run_as = self._user_for(self.spec.execution_context)
+        except (CumuloError, OSError) as exc:
+            self.run_as = None
+            self._prepared = False
+            ended = f"its user cannot be found or made again ({_sentence(exc)})"
+            process = None
+        if process is not None and self.run_as is not None:
+            running_as = _process_uid(process.pid)
+            if running_as is not None and running_as != self.run_as.uid:
+                # its user was deleted and made anew, or an older agent started it as another
+                # user: it starts again, as its own user, with its files given to it
+                self._prepared = False
+                ended = (
+                    f"it ran as uid {running_as}, not as its user '{self.run_as.name}' "
+                    f"(uid {self.run_as.uid}); started again as its user"
+                )
+                process = None
         self.limits.value = limits_mod.create(
             self._cgroup_name(), self.spec.limits, use_cgroups=self.ctx.settings.use_cgroups
         )
@@ -1124,7 +1184,7 @@ class Guest:
             await self._ensure_role_env()  # cached: a lookup, not a build
         await self._open_channel()
         if process is None:
-            self._emit("instance.adopt_failed", pid=main.get("pid"))
+            self._emit("instance.adopt_failed", pid=main.get("pid"), reason=ended)
             # its main process ended while no agent watched: end what is left of its group
             # (a pid the kernel gave to a new process cannot still name an old group)
             for item in [main, *(record.get("tasks") or [])]:
@@ -1133,14 +1193,7 @@ class Guest:
                 if pid and ticks in (None, item.get("ticks")):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(int(pid), signal.SIGKILL)
-            return Outcome(
-                Failure(
-                    FailureKind.EXITED,
-                    None,
-                    None,
-                    "its process ended while the host agent was away",
-                )
-            )
+            return Outcome(Failure(FailureKind.EXITED, None, None, ended))
         self.main = process
         self.main_kind = str(main.get("kind") or "entry")
         for t in record.get("tasks") or []:
@@ -1173,10 +1226,19 @@ class Guest:
             ],
             "restarts": self.history.total,
             "consecutive": self.history.consecutive,
+            "user": (
+                {
+                    "name": self.instance_user.name,
+                    "uid": self.instance_user.uid,
+                    "gid": self.instance_user.gid,
+                }
+                if self.instance_user is not None
+                else None
+            ),
         }
         tmp = self.root / "record.json.tmp"
         with contextlib.suppress(OSError):
-            tmp.write_text(json.dumps(record))
+            _write_private(tmp, json.dumps(record))
             tmp.replace(self.root / "record.json")
             _write_private(self.root / "spec.json", self.spec.dumps())
 
@@ -1202,11 +1264,48 @@ def _untraversable_parent(path: Path) -> Path | None:
     return None
 
 
-def _chown_tree(top: Path, uid: int, gid: int) -> None:
-    os.chown(top, uid, gid, follow_symlinks=False)
-    for root, dirs, files in os.walk(top):
+def _give_tree(top: Path, uid: int, gid: int) -> None:
+    """Make ``top`` and everything in it belong to ``uid``:``gid``, unless ``top`` already does
+    (what is in it is then the user's own). Walks by directory descriptors, never following a
+    symlink, and changes ``top`` last, so an interrupted walk is done again next time."""
+    st = os.lstat(top)
+    if (st.st_uid, st.st_gid) == (uid, gid):
+        return
+    for _path, dirs, files, dir_fd in os.fwalk(top, topdown=False, follow_symlinks=False):
         for name in dirs + files:
-            os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+            os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    os.chown(top, uid, gid, follow_symlinks=False)
+
+
+def _own(path: Path, gid: int | None, mode: int) -> None:
+    """``path`` belongs to the agent (group ``gid`` if given), with ``mode``."""
+    if os.geteuid() == 0:
+        os.chown(path, 0, 0 if gid is None else gid, follow_symlinks=False)
+    os.chmod(path, mode)
+
+
+def _own_logs(logs_dir: Path, gid: int | None) -> None:
+    """``logs/`` and its files belong to the agent, readable by the instance's group (0750,
+    0640): the role writes its logs through the descriptors it inherits, and cannot plant a
+    symlink where the agent (root) opens, rotates or reads a log."""
+    _own(logs_dir, gid, 0o750)
+    for entry in os.scandir(logs_dir):
+        if entry.is_symlink():
+            os.unlink(entry.path)
+        elif entry.is_file(follow_symlinks=False):
+            _own(Path(entry.path), gid, 0o640)
+
+
+def _process_uid(pid: int) -> int | None:
+    """The real uid of ``pid`` (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _empty_dir(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cumulo.host.uidpool import UidRange
 from cumulo.state.restart import RestartPolicy
 
 
@@ -37,6 +38,26 @@ class LogSettings:
 
 
 @dataclass(frozen=True)
+class InstanceUserSettings:
+    first_uid: int = UidRange.first
+    """The first uid (and gid) of instance users. The default, 1879048192 (0x70000000), is in
+    a range systemd marks unused, far from people (1000-60000), dynamic users (61184-65519),
+    containers (524288-1879048191) and the usual /etc/subuid ranges (from 100000)."""
+    count: int = UidRange.count
+    """How many uids the range holds: the most limited instances one machine can run at once
+    (over all host agents on it). Uids used by any account, group or /etc/subuid range are
+    skipped."""
+    prefix: str = UidRange.prefix
+    """Instance users are named ``<prefix><uid - first_uid>`` (at most 32 characters)."""
+    sweep_dirs: tuple[str, ...] = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/dev/mqueue")
+    """World-writable directories where a removed instance's files are deleted (at their top
+    and in the subdirectories it owns or anyone may write) before its uid is freed."""
+
+    def range(self) -> UidRange:
+        return UidRange(self.first_uid, self.count, self.prefix)
+
+
+@dataclass(frozen=True)
 class HostSettings:
     restart: RestartPolicy = field(default_factory=RestartPolicy)
     heartbeat: HeartbeatSettings = field(default_factory=HeartbeatSettings)
@@ -45,8 +66,8 @@ class HostSettings:
     drain_s: float = 1.0
     """Seconds an instance stays out of rotation (``routable`` false, still running) before
     ``Stopping`` is sent on a graceful stop, so the load balancer sees it leave first."""
-    role_user: str = "cumulo-role"
-    """The unprivileged user for ``limited`` instances when the agent runs as root."""
+    users: InstanceUserSettings = field(default_factory=InstanceUserSettings)
+    """The per-instance users of ``limited`` instances when the agent runs as root."""
     hard_quota: bool = True
     """Enforce LocalStorage ``sizeInMB`` with a loop-mounted filesystem per resource (root
     only); otherwise usage is measured and reported (soft quota)."""

@@ -5,7 +5,8 @@
 - inside the instance's cgroups (joined in the child before ``exec``) or under its rlimits;
 - as the instance's user (``setgroups``/``setgid``/``setuid`` in the child, root only);
 - with stdin from /dev/null and stdout+stderr appended to the process's log file (a file, not a
-  pipe: the process keeps running and logging while the host agent restarts);
+  pipe: the process keeps running and logging while the host agent restarts), which stays the
+  agent's (group: the process's, mode 0640);
 - with no parent-death signal: instances must outlive a restart of the host agent (adoption).
   Orphans are prevented instead by killing the process group and sweeping the instance's cgroup
   whenever the instance's main process ends (see ``guest``).
@@ -163,10 +164,14 @@ class Process:
 
 def spawn(spec: ProcessSpec) -> Process:
     """Start one process of an instance (see the module docstring)."""
-    log_fd = os.open(spec.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    # O_NOFOLLOW: the agent (root) never writes through a symlink planted in the place of a log
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    log_fd = os.open(spec.log_path, flags, 0o640)
     try:
         if spec.uid is not None and os.geteuid() == 0:
-            os.fchown(log_fd, spec.uid, spec.gid if spec.gid is not None else spec.uid)
+            # the agent's file, readable by the process's group (it writes via the descriptor)
+            os.fchown(log_fd, os.geteuid(), spec.gid if spec.gid is not None else spec.uid)
+            os.fchmod(log_fd, 0o640)
         popen = _popen(spec, log_fd)
     finally:
         os.close(log_fd)

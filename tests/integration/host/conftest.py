@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import tempfile
@@ -23,9 +24,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cumulo.host import localdisk
+from cumulo.host import localdisk, uidpool, users
 from cumulo.host.agent import HostAgent
 from cumulo.host.settings import HeartbeatSettings, HostSettings, LogSettings, ProbeSettings
+from cumulo.host.uidpool import UidRange
 from cumulo.state.restart import RestartPolicy
 from cumulo.state.spec import InstanceSpec
 
@@ -68,6 +70,16 @@ def kill_leftovers(data_dir: Path) -> None:
                         os.killpg(int(item["pid"]), signal.SIGKILL)
 
 
+def release_users(host_id: str) -> None:
+    """Release the instance users that agents of ``host_id`` left (a test that failed)."""
+    if os.geteuid() != 0:
+        return
+    for entry in pwd.getpwall():
+        parsed = uidpool.parse_comment(entry.pw_gecos)
+        if parsed is not None and parsed[0].startswith(f"{host_id}."):
+            users.InstanceUsers(UidRange(), parsed[0], ()).release(parsed[1])
+
+
 def remove_cgroups(host_id: str) -> None:
     for controller in ("memory", "cpu", "cpuacct", "pids"):
         base = Path("/sys/fs/cgroup") / controller / "cumulo"
@@ -100,6 +112,7 @@ def data_dir(host_id: str) -> Iterator[Path]:
         remove_cgroups(host_id)
         localdisk.release_all_under(d)
         shutil.rmtree(d, ignore_errors=True)
+        release_users(host_id)
 
 
 @contextlib.asynccontextmanager

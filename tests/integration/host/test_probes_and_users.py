@@ -119,7 +119,7 @@ def test_data_dir_behind_a_private_parent_is_a_clear_status(tmp_path: Path, host
             o = await wait_for(
                 lambda: (x := observed(agent, s.key))["state"] == "FailedStartingRole" and x, 15
             )
-            assert "cannot be reached by the user 'cumulo-role' of limited roles" in o["detail"]
+            assert "cannot be reached by the instance's user 'cumulo-i" in o["detail"]
             assert "is not traversable by others" in o["detail"]
 
     run(body())

@@ -89,7 +89,7 @@ def test_worker_and_hosted_sites(tmp_path: Path, data_dir: Path, host_id: str) -
             if os.geteuid() == 0:  # limited instances never run as root
                 assert "uid 0" not in log
                 assert answers["Wsgi"] != "wsgi Wsgi_IN_0 uid=0"
-                assert observed(agent, key)["user"] == "cumulo-role"
+                assert observed(agent, key)["user"].startswith("cumulo-i")
             pids = [o["pid"] for o in agent.observed()]
             await agent.apply([])
             await agent.settle()
