@@ -6,8 +6,11 @@ controller keeps code and settings apart exactly as ``desired.role_versions`` do
 
 Files: a package is extracted once per digest under ``<data dir>/approots/<hex>/``; an
 instance's ``approot_source`` is its role's folder there (``<hex>/<Role>``), copied per instance
-by the host. A Site's ``physical_directory`` must lie inside the role folder (else the deployment
-is refused with a sentence naming the directory).
+by the host. A Site, VirtualApplication or VirtualDirectory whose ``physicalDirectory`` lies
+inside the role folder is served from there. One outside it (``Api/`` next to ``WebRole/``, as
+Azure's ``physicalDirectory="..\\Api"``) is copied, as Azure copies it into the instance's
+``sitesroot``: the role's source is then ``<hex>/.sites/<Role>/``, built once per package, which
+holds the role folder plus each such directory under ``sitesroot/<directory>/``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from cumulo.model.definition import (
     RoleKind,
 )
 from cumulo.model.service import Service
+from cumulo.model.validate import url_path
 from cumulo.model.vmsizes import vm_size
+from cumulo.model.webapp import SiteApp
 from cumulo.state.spec import (
     CertificateSpec,
     EndpointSpec,
@@ -37,8 +42,11 @@ from cumulo.state.spec import (
     LocalResourceSpec,
     ProbeSpec,
     ProgramEntryPointSpec,
+    SiteAppSpec,
+    SiteKind,
     SiteSpec,
     StartupTaskSpec,
+    VirtualDirectorySpec,
 )
 
 
@@ -107,27 +115,111 @@ def _endpoints(role: Role) -> tuple[EndpointSpec, ...]:
     return tuple(out)
 
 
-def _site(service: Service, role: Role) -> SiteSpec | None:
-    apps = [a for a in service.apps_of(role.name) if a.path == "/"]
-    if not apps:
-        return None
-    app = apps[0]
-    directory = PurePosixPath(app.directory.replace("\\", "/"))
+SITES_FOLDER = "sitesroot"
+"""Where, inside an instance's approot, the directories a site serves from outside the role
+folder are copied (Azure's name for the folder of copied site contents)."""
+
+
+def _kind(app: SiteApp) -> SiteKind:
+    return "asgi" if str(app.interface).lower() == "asgi" else "wsgi"
+
+
+def _site(service: Service, role: Role) -> tuple[SiteSpec | None, tuple[PurePosixPath, ...]]:
+    """The role's hosted site, and the directories of the package outside the role folder it
+    serves from (to be copied under ``sitesroot/``)."""
+    apps = service.apps_of(role.name)
+    root = next((a for a in apps if a.path == "/"), None)
+    if root is None:
+        return None, ()
     role_dir = PurePosixPath(role.name)
-    if directory != role_dir and role_dir not in directory.parents:
-        raise UnsupportedError(
-            f"Site '{app.site}' of role '{role.name}' serves from '{app.directory}', outside "
-            f"the role folder '{role.name}/'; cumulo runs a role from its folder, so move the "
-            "site's files inside it."
-        )
-    site = next((s for s in role.sites if s.name == app.site), None)
-    return SiteSpec(
-        name=app.site,
-        kind="asgi" if str(app.interface).lower() == "asgi" else "wsgi",
-        app=str(app.handler),
-        physical_directory="" if directory == role_dir else str(directory.relative_to(role_dir)),
+    outside: list[PurePosixPath] = []
+
+    def place(directory: str) -> str:
+        """``directory`` (relative to the service directory) as the instance sees it, relative
+        to its approot."""
+        d = PurePosixPath(directory.replace("\\", "/").strip("/") or ".")
+        if d == role_dir:
+            return ""
+        if role_dir in d.parents:
+            return str(d.relative_to(role_dir))
+        outside.append(d)
+        return f"{SITES_FOLDER}/{d}"
+
+    site = next((s for s in role.sites if s.name == root.site), None)
+    directories: list[VirtualDirectorySpec] = []
+    if site is not None:
+        directories += [
+            VirtualDirectorySpec(url_path(d.name), place(d.physical_directory))
+            for d in site.virtual_directories
+        ]
+        directories += [
+            VirtualDirectorySpec(url_path(v.name) + url_path(d.name), place(d.physical_directory))
+            for v in site.virtual_applications
+            for d in v.virtual_directories
+        ]
+    spec = SiteSpec(
+        name=root.site,
+        kind=_kind(root),
+        app=str(root.handler),
+        physical_directory=place(root.directory),
         bindings=tuple(b.endpoint_name for b in site.bindings) if site else (),
+        apps=tuple(
+            SiteAppSpec(a.path, _kind(a), str(a.handler), place(a.directory))
+            for a in apps
+            if a.site == root.site and a.path != "/"
+        ),
+        directories=tuple(directories),
     )
+    # a directory inside another copied one comes with it
+    copies = sorted(set(outside))
+    return spec, tuple(d for d in copies if not any(c in d.parents for c in copies))
+
+
+def role_source(approot_root: Path, role: str, copies: tuple[PurePosixPath, ...]) -> Path:
+    """The folder an instance of ``role`` copies its approot from: the role's folder of the
+    extracted package, or, when its site serves directories of the package outside that folder
+    (``copies``), ``<approot_root>/.sites/<role>/``: the role folder with each of them under
+    ``sitesroot/`` (built once, atomically; files are hard links where the disk allows)."""
+    source = approot_root / role
+    if not copies:
+        return source
+    merged = approot_root / ".sites" / role
+    if merged.is_dir() or not source.is_dir():
+        return merged  # built already, or nothing to build from (the host will say so)
+    if (source / SITES_FOLDER).exists():
+        raise UnsupportedError(
+            f"Role '{role}' has its own '{SITES_FOLDER}' folder, where cumulo copies the "
+            f"directories its site serves from outside the role folder ("
+            + ", ".join(f"'{c}'" for c in copies)
+            + f"); rename the role's '{SITES_FOLDER}' folder."
+        )
+    merged.parent.mkdir(mode=0o755, exist_ok=True)
+    tmp = merged.parent / f".{role}.{uuid.uuid4().hex}"
+    try:
+        shutil.copytree(source, tmp, symlinks=True, copy_function=_link_or_copy)
+        for rel in copies:
+            shutil.copytree(
+                approot_root / rel,
+                tmp / SITES_FOLDER / rel,
+                symlinks=True,
+                copy_function=_link_or_copy,
+            )
+        for dirpath, _dirs, _files in os.walk(tmp / SITES_FOLDER):
+            os.chmod(dirpath, 0o755)
+        os.rename(tmp, merged)
+    except OSError:
+        if not merged.is_dir():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the rename; else a lost race
+    return merged
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def instance_spec(
@@ -159,6 +251,7 @@ def instance_spec(
             f"Role '{role.name}' has a NetFxEntryPoint ({entry.assembly_name}); cumulo runs "
             "ProgramEntryPoint commands and Python sites only."
         )
+    site, copies = _site(service, role)
     probes = []
     for name in sorted(
         {e.load_balancer_probe for e in role.input_endpoints if e.load_balancer_probe}
@@ -182,7 +275,7 @@ def instance_spec(
         role=role.name,
         role_kind="web" if role.kind is RoleKind.WEB else "worker",
         instance_id=instance_id,
-        approot_source=str(approot_root / role.name),
+        approot_source=str(role_source(approot_root, role.name, copies)),
         update_domain=update_domain,
         fault_domain=fault_domain,
         limits=LimitsSpec(
@@ -211,7 +304,7 @@ def instance_spec(
         entry_point=ProgramEntryPointSpec(entry.command_line, entry.set_ready_on_process_start)
         if isinstance(entry, ProgramEntryPoint)
         else None,
-        site=_site(service, role),
+        site=site,
         execution_context=str(runtime.execution_context) if runtime else "limited",  # type: ignore[arg-type]
         settings=tuple(sorted(rc.setting_values.items())) if rc else (),
         probes=tuple(probes),

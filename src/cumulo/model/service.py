@@ -16,7 +16,7 @@ from cumulo.errors import ModelError, Problem
 from cumulo.model.configuration import ServiceConfiguration
 from cumulo.model.definition import RoleKind, ServiceDefinition
 from cumulo.model.parse import read_configuration, read_definition
-from cumulo.model.validate import AZURE_LIMITS, Limits, validate
+from cumulo.model.validate import AZURE_LIMITS, Limits, url_path, validate
 from cumulo.model.webapp import SiteApp, decide_app
 from cumulo.model.xmlsafe import MAX_XML_BYTES
 
@@ -193,10 +193,10 @@ def _site_apps(
                 )
             ]
             targets += [
-                (f"/{v.name}", _norm(v.physical_directory), v.app, v.line)
+                (url_path(v.name), _norm(v.physical_directory), v.app, v.line)
                 for v in site.virtual_applications
             ]
-            for url_path, directory, declared, line in targets:
+            for mount, directory, declared, line in targets:
                 web_config: bytes | None = None
                 rel = "web.config" if directory == "." else f"{directory}/web.config"
                 if declared is None:
@@ -214,7 +214,7 @@ def _site_apps(
                 app, found = decide_app(
                     role=role.name,
                     site=site.name,
-                    path=url_path,
+                    path=mount,
                     directory=directory,
                     declared=declared,
                     web_config=web_config,

@@ -27,6 +27,7 @@ from cumulo.model.definition import (
     Role,
     RoleKind,
     ServiceDefinition,
+    Site,
 )
 from cumulo.model.vmsizes import VM_SIZES, vm_size
 from cumulo.model.xpaths import SUPPORTED_FORMS, XPathKind, parse_xpath
@@ -433,6 +434,7 @@ def _check_role(ck: _Checker, role: Role, probe_names: list[str]) -> None:
                 )
         for name in sorted(_duplicates(v.name for v in site.virtual_applications)):
             ck.d(site.line, f"Site '{site.name}' {of} has two VirtualApplications '{name}'.")
+        _check_site_paths(ck, site, of)
         paths = [(site.physical_directory, site.line, f"Site '{site.name}' {of}")]
         paths += [
             (
@@ -450,6 +452,16 @@ def _check_role(ck: _Checker, role: Role, probe_names: list[str]) -> None:
             )
             for d in site.virtual_directories
         ]
+        paths += [
+            (
+                d.physical_directory,
+                d.line,
+                f"VirtualDirectory '{d.name}' of VirtualApplication '{v.name}' of Site "
+                f"'{site.name}' {of}",
+            )
+            for v in site.virtual_applications
+            for d in v.virtual_directories
+        ]
         for path, line, w in paths:
             if path is not None:
                 why = relative_path_problem(path)
@@ -463,6 +475,76 @@ def _check_role(ck: _Checker, role: Role, probe_names: list[str]) -> None:
             why = relative_path_problem(path, allow_empty=attr == "destination")
             if why:
                 ck.d(content.line, f"Content {of} has {attr} '{path}'; {why}")
+
+
+_URL_SEGMENT_BAD = re.compile(r"[?#%\x00-\x1f\x7f]")
+
+
+def url_path_problem(name: str) -> str | None:
+    """Why ``name`` (of a VirtualApplication or VirtualDirectory) is not a URL path under its
+    site (None if it is). Backslashes count as ``/``; ``api/v2`` nests under ``api``."""
+    segments = name.replace("\\", "/").strip("/").split("/")
+    if segments == [""]:
+        return "it is empty."
+    if any(s == "" for s in segments):
+        return "it has an empty segment ('//')."
+    if any(s in (".", "..") for s in segments):
+        return "it must not have '.' or '..' segments."
+    if any(_URL_SEGMENT_BAD.search(s) for s in segments):
+        return "a URL path segment holds no control characters, '?', '#' or '%'."
+    return None
+
+
+def url_path(name: str) -> str:
+    """The URL path of a VirtualApplication or VirtualDirectory ``name`` under its parent:
+    ``/api``, ``/api/v2`` (backslashes read as ``/``, no trailing slash)."""
+    return "/" + name.replace("\\", "/").strip("/")
+
+
+def _fold(path: str) -> str:
+    """IIS matches URL paths without regard to the case of ASCII letters."""
+    return path.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _check_site_paths(ck: _Checker, site: Site, of: str) -> None:
+    """Names of VirtualApplications and VirtualDirectories are URL paths, and no two of them
+    (a VirtualDirectory of a VirtualApplication counts under the application's path) take the
+    same URL path."""
+    sw = f"Site '{site.name}' {of}"
+    seen: dict[str, str] = {}
+    mounts: list[tuple[str, str, int | None, str]] = []
+    for v in site.virtual_applications:
+        vw = f"VirtualApplication '{v.name}' of {sw}"
+        why = url_path_problem(v.name)
+        if why:
+            ck.d(v.line, f"{vw} has name '{v.name}', which is not a URL path: {why}")
+            continue
+        mounts.append((url_path(v.name), v.name, v.line, vw))
+        for d in v.virtual_directories:
+            dw = f"VirtualDirectory '{d.name}' of VirtualApplication '{v.name}' of {sw}"
+            why = url_path_problem(d.name)
+            if why:
+                ck.d(d.line, f"{dw} has name '{d.name}', which is not a URL path: {why}")
+                continue
+            mounts.append((url_path(v.name) + url_path(d.name), d.name, d.line, dw))
+    for d in site.virtual_directories:
+        dw = f"VirtualDirectory '{d.name}' of {sw}"
+        why = url_path_problem(d.name)
+        if why:
+            ck.d(d.line, f"{dw} has name '{d.name}', which is not a URL path: {why}")
+            continue
+        mounts.append((url_path(d.name), d.name, d.line, dw))
+    twice = _duplicates(v.name for v in site.virtual_applications)  # reported above
+    for path, name, line, w in mounts:
+        key = _fold(path)
+        if key in seen:
+            if not (w.startswith("VirtualApplication") and name in twice):
+                ck.d(line, f"{w} takes the URL path '{path}', which {seen[key]} takes already.")
+            continue
+        seen[key] = w
 
 
 def relative_path_problem(path: str, allow_empty: bool = False) -> str | None:
