@@ -498,3 +498,46 @@ def test_mounts_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     assert sitehost.server_for("wsgi") == "gunicorn"
     monkeypatch.setenv("CUMULO_SITE_WSGI_SERVER", "uvicorn")
     assert sitehost.server_for("wsgi") == "uvicorn"
+
+
+@pytest.fixture(scope="module")
+def maze(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A static folder with links in and out, next to a secret."""
+    base = tmp_path_factory.mktemp("maze")
+    root = base / "static"
+    (root / "css").mkdir(parents=True)
+    (root / "css" / "site.css").write_text("ok")
+    (base / "secret.css").write_text("secret")
+    os.symlink(base / "secret.css", root / "leak.css")
+    os.symlink(base, root / "up")
+    os.symlink(root / "css", root / "alias")
+    return root
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "..",
+                ".",
+                "",
+                "css",
+                "site.css",
+                "secret.css",
+                "leak.css",
+                "up",
+                "alias",
+                "..\\..",
+                "static",
+            ]
+        ),
+        max_size=7,
+    )
+)
+def test_static_lookup_property_no_answer_from_outside_the_folder(
+    maze: Path, segments: list[str]
+) -> None:
+    found = static_lookup(str(maze), "/" + "/".join(segments))
+    if found.status == 200:
+        assert os.path.realpath(found.file).startswith(os.path.realpath(maze) + os.sep)
+        assert Path(found.file).read_text() == "ok"
