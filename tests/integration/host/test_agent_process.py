@@ -216,6 +216,9 @@ def test_kill_9_of_the_agent_then_restart_adopts_the_instances(
     agent.start()
     after = agent.wait(ready(worker.key), what="adopted worker")
     assert after["pid"] == pid
+    assert after["user"] == before["user"]  # found again from what the killed agent left
+    if os.geteuid() == 0:
+        assert before["user"].startswith("cumulo-i")
     events = agent.call("GET", "/v1/events?since=0").text
     assert '"instance.adopted"' in events
     # the SDK reconnects; heartbeats flow again (no UnresponsiveRole for a healthy role)
