@@ -5,6 +5,7 @@ after its processes are ended and its files are gone (here and in /tmp, /dev/shm
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from cumulo.host import localdisk
+from cumulo.host import localdisk, spawner, uidpool, users
 from cumulo.host.agent import HostAgent
 from cumulo.state.spec import (
     CertificateSpec,
@@ -307,10 +308,7 @@ def released_account(user: pwd.struct_passwd) -> bool:
 
 def _processes_of(uid: int) -> list[int]:
     """Live processes of ``uid`` (zombies wait for the init process to reap them)."""
-    from cumulo.host.spawner import proc_state
-    from cumulo.host.users import processes_of
-
-    return [p for p in processes_of(uid) if proc_state(p) not in (None, "Z", "X")]
+    return [p for p in users.processes_of(uid) if spawner.proc_state(p) not in (None, "Z", "X")]
 
 
 def test_an_agent_releases_the_users_it_left_behind(
@@ -318,7 +316,6 @@ def test_an_agent_releases_the_users_it_left_behind(
 ) -> None:
     """A crash between deleting an instance's directory and its account: the next agent
     releases the account (and never someone else's)."""
-    from cumulo.host import uidpool, users
 
     async def body() -> None:
         async with running_agent(data_dir, host_id) as agent:
@@ -341,8 +338,6 @@ def test_an_agent_releases_the_users_it_left_behind(
 
 
 async def _in_thread(fn: Any, *args: Any) -> Any:
-    import asyncio
-
     return await asyncio.to_thread(fn, *args)
 
 
@@ -387,5 +382,61 @@ def test_reboot_reimage_and_rebuild_keep_the_user_and_the_disk_rules(
                     ), (op, d)
                 for d in ("", "local", "logs"):
                     assert (root / d).stat().st_uid == 0, (op, d)
+
+    run(body())
+
+
+def test_an_adopted_process_running_as_another_uid_starts_again_as_its_user(
+    tmp_path: Path, data_dir: Path, host_id: str
+) -> None:
+    """As after an upgrade from the shared ``cumulo-role`` user: the agent cannot find the
+    instance's user (here: its account no longer says it is this instance's), so it makes a new
+    one; the process, running as the old uid, is ended and started again as the new user, with
+    the instance's files given to it."""
+    source = write_role(tmp_path / "role", SQUATTER)
+    s = spec(
+        source,
+        entry_point=ProgramEntryPointSpec("python w.py"),
+        local_resources=(LocalResourceSpec("Data", 5, clean_on_role_recycle=False),),
+    )
+
+    async def body() -> None:
+        agent = HostAgent(data_dir, FAST, host_id=host_id)
+        await agent.start()
+        try:
+            await agent.apply([s])
+            await wait_for(lambda: state_is(agent, s.key, "ReadyRole"))
+            before = observed(agent, s.key)
+            root = agent.guests[s.key].root
+        finally:
+            await agent.close()
+        old = pwd.getpwnam(before["user"])
+        code, out = spawner.run_command(["usermod", "--comment", "not cumulo's", old.pw_name])
+        assert code == 0, out
+        try:
+            async with running_agent(data_dir, host_id) as agent:
+                await wait_for(
+                    lambda: (
+                        state_is(agent, s.key, "ReadyRole")
+                        and observed(agent, s.key)["pid"] not in (None, before["pid"])
+                    ),
+                    20,
+                    "the instance started again",
+                )
+                after = observed(agent, s.key)
+                new = pwd.getpwnam(after["user"])
+                assert new.pw_uid != old.pw_uid and uid_of(after["pid"]) == new.pw_uid
+                assert not pid_alive(before["pid"])
+                failed = next(e for e in agent.events if e["event"] == "instance.adopt_failed")
+                assert (
+                    f"it ran as uid {old.pw_uid}, not as its user '{new.pw_name}'"
+                    in (failed["reason"])
+                )
+                for d in ("approot", "approot/w.py", "temp", "local/Data"):
+                    assert (root / d).stat().st_uid == new.pw_uid, d
+        finally:
+            users.kill_processes_of(old.pw_uid)
+            spawner.run_command(["userdel", old.pw_name])
+            spawner.run_command(["groupdel", old.pw_name])
 
     run(body())
