@@ -292,9 +292,13 @@ class HostAgent:
 
     async def _remove(self, guest: Guest) -> None:
         await guest.stop()
-        if self.guests.get(guest.key) is guest:
-            del self.guests[guest.key]
-        released = await asyncio.to_thread(self._delete_instance_dir, guest)
+        try:
+            # still listed (removing) until its files and user are gone: whoever waits for an
+            # empty list (cumulo serve's shutdown) does not stop the agent in the middle
+            released = await asyncio.to_thread(self._delete_instance_dir, guest)
+        finally:
+            if self.guests.get(guest.key) is guest:
+                del self.guests[guest.key]
         extra = {"user_released": released} if released else {}
         self.emit("instance.removed", guest.key, **extra)
 
