@@ -58,7 +58,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class SiteError(Exception):
@@ -109,8 +109,7 @@ class Mount:
     directory: str = ""
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):  # a tuple: made on every request
     mount: Mount
     prefix: str
     """The part of the request's path the mount took, as the request spelled it ('' for /)."""
@@ -393,9 +392,9 @@ class AsgiDispatcher:
         if found is None or mount is None:
             await _asgi_reply(send, *StaticFiles._error(404, []))
             return
-        inner = dict(scope, root_path=root_path + found.prefix)
         if mount.kind != "static":
-            await mount.target(inner, receive, send)
+            scope["root_path"] = root_path + found.prefix  # the scope is this request's own
+            await mount.target(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         status, out, body = await asyncio.to_thread(
