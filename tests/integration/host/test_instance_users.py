@@ -201,6 +201,16 @@ def test_two_services_instances_cannot_reach_each_other(
             # the elevated instance (root) is not held back, as on Azure
             result = await agent.exec(admin.key, ["python", "-c", TRESPASS, json.dumps(ia)], 30)
             assert set(json.loads(result["output"].strip().splitlines()[-1]).values()) == {"ok"}
+            # ... but even root's connection to another instance's socket is turned away by the
+            # peer check (its pid is in none of that instance's sessions)
+            await wait_for(
+                lambda: any(
+                    e["event"] == "sdk.rejected" and e["key"] == a.key for e in agent.events
+                ),
+                5,
+                "the peer check to reject the elevated instance's connection",
+            )
+            assert not any(e["event"] == "sdk.rejected" and e["key"] == b.key for e in agent.events)
 
     run(body())
 
