@@ -112,7 +112,26 @@ def _finish(
                 click.echo(line, err=True)
 
     final = client.wait(op["id"], timeout=timeout, progress=progress)
+    if watch is not None:
+        _settle(client, *watch)
     _emit(final, as_json, lambda: click.echo(done or f"{final['kind']} succeeded."))
+
+
+def _settle(client: Client, service: str, slot: str, limit: float = 10.0) -> None:
+    """After an operation: wait (at most ``limit`` s) until the load balancer routes to every
+    Ready instance and each http VIP answers, so the addresses the user tries next work."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            view = client.get_deployment(service, slot)
+        except NotFoundError:
+            return
+        ready = [i for i in view["instances"] if i["status"] == "ReadyRole"]
+        if all(i.get("in_rotation") is not False for i in ready) and _vips_answer(view):
+            return
+        time.sleep(0.1)
 
 
 def _package_bytes(path: Path, config: Path | None) -> tuple[bytes, str]:
@@ -429,7 +448,8 @@ def _wait_ready(
         ready = ready and all(i.get("in_rotation") is not False for i in view["instances"])
         if ready:
             ready_since = ready_since or time.monotonic()
-            if endpoints <= set(view["vips"]) or time.monotonic() - ready_since > 10:
+            late = time.monotonic() - ready_since > 10
+            if (endpoints <= set(view["vips"]) and _vips_answer(view)) or late:
                 return view
         else:
             ready_since = None
@@ -442,6 +462,26 @@ def _wait_ready(
                 f"The {slot} deployment of {name} was not Ready within {timeout:.0f} s ({line})."
             )
         time.sleep(0.25)
+
+
+def _vips_answer(view: dict[str, Any]) -> bool:
+    """Whether every http VIP of the deployment answers a request (any status): with a custom
+    probe, the load balancer routes to an instance only once its probe passed."""
+    import httpx
+
+    http = {
+        e["name"]
+        for r in view.get("roles", [])
+        for e in r["input_endpoints"]
+        if e["protocol"] == "http"
+    }
+    for endpoint, address in view["vips"].items():
+        if endpoint in http:
+            try:
+                httpx.get(f"http://{address}/", timeout=2.0)
+            except httpx.HTTPError:
+                return False
+    return True
 
 
 def _in_thread(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
