@@ -516,27 +516,22 @@ def _check_site_paths(ck: _Checker, site: Site, of: str) -> None:
     sw = f"Site '{site.name}' {of}"
     seen: dict[str, str] = {}
     mounts: list[tuple[str, str, int | None, str]] = []
+
+    def mount(name: str, line: int | None, what: str, under: str = "") -> bool:
+        why = url_path_problem(name)
+        if why:
+            ck.d(line, f"{what} has name '{name}', which is not a URL path: {why}")
+            return False
+        mounts.append((under + url_path(name), name, line, what))
+        return True
+
     for v in site.virtual_applications:
-        vw = f"VirtualApplication '{v.name}' of {sw}"
-        why = url_path_problem(v.name)
-        if why:
-            ck.d(v.line, f"{vw} has name '{v.name}', which is not a URL path: {why}")
-            continue
-        mounts.append((url_path(v.name), v.name, v.line, vw))
-        for d in v.virtual_directories:
-            dw = f"VirtualDirectory '{d.name}' of VirtualApplication '{v.name}' of {sw}"
-            why = url_path_problem(d.name)
-            if why:
-                ck.d(d.line, f"{dw} has name '{d.name}', which is not a URL path: {why}")
-                continue
-            mounts.append((url_path(v.name) + url_path(d.name), d.name, d.line, dw))
+        if mount(v.name, v.line, f"VirtualApplication '{v.name}' of {sw}"):
+            for d in v.virtual_directories:
+                dw = f"VirtualDirectory '{d.name}' of VirtualApplication '{v.name}' of {sw}"
+                mount(d.name, d.line, dw, under=url_path(v.name))
     for d in site.virtual_directories:
-        dw = f"VirtualDirectory '{d.name}' of {sw}"
-        why = url_path_problem(d.name)
-        if why:
-            ck.d(d.line, f"{dw} has name '{d.name}', which is not a URL path: {why}")
-            continue
-        mounts.append((url_path(d.name), d.name, d.line, dw))
+        mount(d.name, d.line, f"VirtualDirectory '{d.name}' of {sw}")
     twice = _duplicates(v.name for v in site.virtual_applications)  # reported above
     for path, name, line, w in mounts:
         key = _fold(path)
