@@ -73,7 +73,7 @@ from cumulo.controller.records import (
     parse_instance_id,
     update_domain_of,
 )
-from cumulo.controller.specs import extract_package, instance_spec
+from cumulo.controller.specs import extract_package, instance_spec, prune_packages
 from cumulo.errors import CumuloError, InputError, NotFoundError, TemporaryError
 from cumulo.log import get_logger
 from cumulo.model.service import Service
@@ -149,6 +149,8 @@ class Controller:
         """(deployment, role, code) whose dependency environment every host has built."""
         self.roleenv_failures: dict[tuple[str, str], str] = {}
         """(deployment, role) -> the last build failure put into its event history."""
+        self._packages_kept: set[str] | None = None
+        """The package digests the last prune kept (None: not pruned yet)."""
         self.lb_applied: dict[str, ServiceRoutes] = {}
         self.lb_version: dict[str, int] = {}
         self.vips: dict[tuple[str, str], dict[str, str]] = {}
@@ -266,12 +268,28 @@ class Controller:
         except CumuloError as exc:
             failed = True
             self.log.warning("operations.failed", error=exc.message)
+        await self._prune_packages(records)
         if failed or any(v.seen_at is None for v in self.views.values()):
             self.errors += 1
             delay: float = self.settings.backoff_base * 2.0 ** (self.errors - 1)
             return min(self.settings.backoff_cap, delay)
         self.errors = 0
         return plan.requeue_after or self.settings.idle_interval
+
+    async def _prune_packages(self, records: dict[str, DeploymentRecord]) -> None:
+        """Drop extracted packages no deployment takes a role version from any more (after an
+        upgrade's walk, a rollback's end or a delete); once per change of that set."""
+        keep = {r.package_digest for r in records.values()} | {
+            str(source["package"])
+            for r in records.values()
+            for source in r.document.get("sources") or []
+        }
+        if keep == self._packages_kept:
+            return
+        removed = await asyncio.to_thread(prune_packages, self.data_dir, keep)
+        self._packages_kept = keep
+        if removed:
+            self.log.info("packages.pruned", extracted=removed)
 
     # -- role dependency environments --------------------------------------------------------
 

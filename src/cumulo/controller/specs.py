@@ -74,6 +74,22 @@ def extract_package(data_dir: Path, digest: str, data: bytes) -> Path:
     return root
 
 
+def prune_packages(data_dir: Path, keep: set[str]) -> list[str]:
+    """Remove the extracted packages under ``<data dir>/approots/`` whose digest is not in
+    ``keep`` (the packages some deployment still takes a role version from); the removed hex
+    names. Instances run from their own copies, so an extraction nobody will copy from again is
+    only disk. Extractions in progress (``.<hex>.<uuid>``) are left alone."""
+    root = data_dir / "approots"
+    wanted = {d.removeprefix("sha256:") for d in keep}
+    removed = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else ():
+        if entry.name.startswith(".") or entry.name in wanted or not entry.is_dir():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
+
+
 def _endpoints(role: Role) -> tuple[EndpointSpec, ...]:
     out: list[EndpointSpec] = []
     for e in role.input_endpoints:

@@ -117,3 +117,12 @@ def test_an_upgrade_that_changes_one_role_recycles_only_that_role(
     assert not set(by_role(final, "Web").values()) & set(web.values())
     vip = c.get_deployment("duo", "production")["vips"]["Http"]
     assert {httpx.get(f"http://{vip}/", timeout=5).text for _ in range(10)} == {"web 2"}
+
+    # v1's extracted package served nothing any more (web came from v1, worker from v2, now
+    # web from v3): it is pruned; v2's and v3's stay.
+    def extracted() -> set[str]:
+        return {p.name for p in (serve.data / "approots").iterdir() if not p.name.startswith(".")}
+
+    current = c.get_deployment("duo", "production")["package"].removeprefix("sha256:")
+    wait_until(lambda: len(extracted()) == 2, 20, "the unused extracted package to go")
+    assert current in extracted()
