@@ -268,7 +268,7 @@ class Controller:
         except CumuloError as exc:
             failed = True
             self.log.warning("operations.failed", error=exc.message)
-        await self._prune_packages(records)
+        await self._prune_packages()
         if failed or any(v.seen_at is None for v in self.views.values()):
             self.errors += 1
             delay: float = self.settings.backoff_base * 2.0 ** (self.errors - 1)
@@ -276,13 +276,16 @@ class Controller:
         self.errors = 0
         return plan.requeue_after or self.settings.idle_interval
 
-    async def _prune_packages(self, records: dict[str, DeploymentRecord]) -> None:
+    async def _prune_packages(self) -> None:
         """Drop extracted packages no deployment takes a role version from any more (after an
-        upgrade's walk, a rollback's end or a delete); once per change of that set."""
-        keep = {r.package_digest for r in records.values()} | {
-            str(source["package"])
-            for r in records.values()
-            for source in r.document.get("sources") or []
+        upgrade's walk, a rollback's end or a delete); once per change of that set, and never
+        when the store cannot be read."""
+        try:
+            records = self.store.list_deployments()
+        except CumuloError:
+            return
+        keep = {r.package_digest for r in records} | {
+            str(source["package"]) for r in records for source in r.document.get("sources") or []
         }
         if keep == self._packages_kept:
             return
