@@ -36,6 +36,42 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "") 
         time.sleep(0.05)
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children in their own sessions included), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def stop_tree(proc: subprocess.Popen[Any], grace: float = 60.0) -> None:
+    """Stop a platform process a test started, whatever state the test left it in: Ctrl-C
+    first (it stops what it started), then SIGKILL for it and everything still below it."""
+    if proc.poll() is None:
+        below = descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            below |= descendants(proc.pid)
+            proc.kill()
+            proc.wait()
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 class Platform:
     """One ``cumulo serve`` process (``hosts`` host agents) and its data directory."""
 

@@ -19,7 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from ...platform_harness import Platform, running, wait_until  # type: ignore[import-not-found]
+from ...platform_harness import (  # type: ignore[import-not-found]
+    Platform,
+    running,
+    stop_tree,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -316,9 +321,7 @@ def test_cumulo_run_deploys_prints_the_url_and_tears_down(tmp_path: Path) -> Non
         assert proc.wait(60) == 0
         assert not Path(home).exists(), "the temporary platform is removed"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_tree(proc)  # a failed assertion must not leave the platform running
         if proc.stdout is not None:
             proc.stdout.close()
 
