@@ -378,33 +378,25 @@ _CANNED = (
     "</QueueMessage></QueueMessagesList>"
 )
 
+_CUMULO_STACK = """
+import asyncio, sys{extra_import}
+from cumulo.storage.azure.http import Response, serve
+BODY = sys.argv[2].encode()
+def handler(req):
+    return Response(201, [("Content-Type", "application/xml"), ("x-ms-request-id", "r"),
+                          ("x-ms-version", "v")], BODY)
+async def main():
+    srv = await serve(handler, lambda e: Response(400), "127.0.0.1", int(sys.argv[1]),
+                      max_body=1 << 20)
+    await asyncio.Event().wait()
+{runner}.run(main())
+"""
+
 _STACK_SERVERS = {
-    "cumulo asyncio.Protocol": """
-import asyncio, sys
-from cumulo.storage.azure.http import Response, serve
-BODY = sys.argv[2].encode()
-def handler(req):
-    return Response(201, [("Content-Type", "application/xml"), ("x-ms-request-id", "r"),
-                          ("x-ms-version", "v")], BODY)
-async def main():
-    srv = await serve(handler, lambda e: Response(400), "127.0.0.1", int(sys.argv[1]),
-                      max_body=1 << 20)
-    await asyncio.Event().wait()
-asyncio.run(main())
-""",
-    "cumulo asyncio.Protocol on uvloop": """
-import asyncio, sys, uvloop
-from cumulo.storage.azure.http import Response, serve
-BODY = sys.argv[2].encode()
-def handler(req):
-    return Response(201, [("Content-Type", "application/xml"), ("x-ms-request-id", "r"),
-                          ("x-ms-version", "v")], BODY)
-async def main():
-    srv = await serve(handler, lambda e: Response(400), "127.0.0.1", int(sys.argv[1]),
-                      max_body=1 << 20)
-    await asyncio.Event().wait()
-uvloop.run(main())
-""",
+    "cumulo asyncio.Protocol": _CUMULO_STACK.format(extra_import="", runner="asyncio"),
+    "cumulo asyncio.Protocol on uvloop": _CUMULO_STACK.format(
+        extra_import=", uvloop", runner="uvloop"
+    ),
     "uvicorn+starlette (h11)": """
 import sys, uvicorn
 from starlette.applications import Starlette
