@@ -149,14 +149,7 @@ def queue_workload(t: Target, n: int = 1000) -> dict[str, float]:
     for _ in range(n):
         q.send_message(body)
     t1 = time.perf_counter()
-    done = 0
-    while done < n:
-        batch = list(q.receive_messages(messages_per_page=32, max_messages=32))
-        if not batch:
-            break
-        for m in batch:
-            q.delete_message(m)
-        done += len(batch)
+    done = _drain(q, n)
     t2 = time.perf_counter()
     cpu = _cpu_seconds(t.proc.pid) - cpu0
     q.delete_queue()
@@ -166,6 +159,19 @@ def queue_workload(t: Target, n: int = 1000) -> dict[str, float]:
         "queue overall msg/s": done / (t2 - t0),
         "queue server CPU us/msg": cpu / done * 1e6,
     }
+
+
+def _drain(q: Any, n: int) -> int:
+    """Receive (32 at a time) and delete up to ``n`` messages; how many were deleted."""
+    done = 0
+    while done < n:
+        batch = list(q.receive_messages(messages_per_page=32, max_messages=32))
+        if not batch:
+            break
+        for m in batch:
+            q.delete_message(m)
+        done += len(batch)
+    return done
 
 
 def _client_process(cs: str, queue: str, n: int, barrier: Any, out: Any) -> None:
@@ -180,14 +186,7 @@ def _client_process(cs: str, queue: str, n: int, barrier: Any, out: Any) -> None
     barrier.wait()
     for _ in range(n):
         q.send_message(body)
-    done = 0
-    while done < n:
-        batch = list(q.receive_messages(messages_per_page=32, max_messages=32))
-        if not batch:
-            break
-        for m in batch:
-            q.delete_message(m)
-        done += len(batch)
+    done = _drain(q, n)
     out.put(done)
 
 
